@@ -1,0 +1,166 @@
+"""The config schema: one frozen dataclass per YAML section.
+
+Field metadata carries what the validator checks: ``choices``, ``min``/``max``,
+``help``. Defaults here are the defaults users get; ``config_reference.md`` is
+generated from this file. ``None`` means "absent / decided later".
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+def opt(default: Any, help: str, *, choices=None, min=None, max=None, required=False):
+    """A schema field with validation metadata."""
+    metadata = {"help": help, "choices": choices, "min": min, "max": max, "required": required}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+TASK_TYPES = ("generic_timeseries_classification",)
+KNOWN_TASK_TYPES = TASK_TYPES + ("generic_timeseries_regression", "generic_timeseries_anomalydetection",
+                                 "arc_fault", "motor_fault", "ecg_classification", "image_classification")
+
+
+@dataclass(frozen=True)
+class CommonConfig:
+    task_type: str = opt("generic_timeseries_classification", "What the model learns.", choices=KNOWN_TASK_TYPES)
+    target_device: str = opt("F28P55", "Device the model is built for (see the device registry).")
+    run_name: str = opt("{date-time}", "Run folder name; '{date-time}' is replaced by the start time.")
+    output_dir: str = opt("./runs", "Where run folders are created (relative to the working directory).")
+    seed: int = opt(42, "Seed for data splits, generation, initialisation and search.", min=0)
+    num_threads: Optional[int] = opt(None, "torch CPU threads (default: all cores).", min=1)
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    enable: bool = opt(True, "Load the dataset (always needed unless compile-only).")
+    dataset_name: str = opt("hello_world", "Name of the dataset; 'hello_world' with no path is built in.")
+    input_data_path: Optional[str] = opt(None, "Dataset folder or local .zip (relative to the config file).")
+    split_type: str = opt("amongst_files", "How recordings are split.", choices=("amongst_files", "within_files"))
+    split_factor: list = opt([0.6, 0.2, 0.2], "[train, val, test] fractions summing to 1.")
+    hello_world_variables: int = opt(1, "Channels of the built-in hello_world dataset.", min=1, max=16)
+    hello_world_files_per_class: int = opt(40, "Recordings per class of the built-in hello_world dataset.", min=3)
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    feature_extraction_name: str = opt("Generic_256Input_RAW_256Feature_1Frame",
+                                       "Preset name (Generic_<N>Input_<RAW|FFTBIN>_<F>Feature_<K>Frame) or Custom_*.")
+    feat_ext_transform: Optional[list] = opt(None, "Transform list for Custom_* (e.g. [FFT_FE, FFT_POS_HALF, ABS, BINNING, LOG_DB]).")
+    variables: Optional[int] = opt(None, "Number of input channels to use (default: all in the data).", min=1)
+    frame_size: Optional[int] = opt(None, "Samples per frame (default from the preset).", min=1)
+    feature_size_per_frame: Optional[int] = opt(None, "Features per frame (default from the preset).", min=1)
+    num_frame_concat: Optional[int] = opt(None, "Frames concatenated into one example.", min=1)
+    frame_skip: Optional[int] = opt(None, "Use every n-th frame.", min=1)
+    stride_size: Optional[float] = opt(None, "Window hop as a fraction of the window (1 = no overlap).", min=0.01, max=1.0)
+    log_mul: Optional[float] = opt(None, "LOG_DB multiplier (default 20).")
+    log_base: Optional[float] = opt(None, "LOG_DB base (default 10).", min=1.0001)
+    log_threshold: Optional[float] = opt(None, "LOG_DB floor added before the log (default 1e-12).", min=0)
+    scale: Optional[float] = opt(None, "Multiply features by this after extraction.")
+    offset: Optional[float] = opt(None, "Add this to features after scaling.")
+    normalize: bool = opt(True, "Standardise features with mean/std of the training split.")
+
+
+NAS_PRESETS = ("s", "m", "l", "xl", "xxl")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    enable: bool = opt(True, "Train a model.")
+    model_name: str = opt("CLS_1k_NPU", "Zoo model name, 'auto' (multi-trial NAS) or 'NAS_result'.")
+    model_spec_path: Optional[str] = opt(None, "best_model_spec.yaml to retrain with model_name 'NAS_result'.")
+    training_epochs: int = opt(30, "Epochs of training.", min=1)
+    batch_size: int = opt(64, "Mini-batch size.", min=1)
+    learning_rate: float = opt(0.01, "Initial learning rate.", min=0)
+    optimizer: str = opt("adamw", "Optimizer.", choices=("adam", "adamw", "sgd"))
+    weight_decay: float = opt(1e-4, "Weight decay.", min=0)
+    lr_scheduler: str = opt("cosine", "Learning-rate schedule.", choices=("cosine", "step", "none"))
+    label_smoothing: float = opt(0.0, "Label smoothing of the cross-entropy loss.", min=0, max=0.5)
+    early_stopping_patience: Optional[int] = opt(None, "Stop after this many epochs without validation gain.", min=1)
+    num_gpus: int = opt(0, "GPUs to use (0 = CPU; 1 = first CUDA device when available).", min=0)
+    # DARTS (nas_guide_darts.txt)
+    nas_enabled: bool = opt(False, "Search the architecture with DARTS before training.")
+    nas_epochs: int = opt(10, "DARTS search epochs.", min=1)
+    nas_optimization_mode: str = opt("Memory", "What the search penalises.", choices=("Memory", "Compute"))
+    nas_model_size: Optional[str] = opt(None, "DARTS preset (rows of the preset table).", choices=NAS_PRESETS)
+    nas_nodes_per_layer: Optional[int] = opt(None, "Nodes per cell.", min=1)
+    nas_layers: Optional[int] = opt(None, "Cells in the network (minimum 3).", min=3)
+    nas_init_channels: Optional[int] = opt(None, "Channels of the first cell.", min=1)
+    nas_init_channel_multiplier: Optional[int] = opt(None, "Stem channel multiplier.", min=1)
+    nas_fanout_concat: Optional[int] = opt(None, "Nodes concatenated into a cell's output.", min=1)
+    nas_unrolled: bool = opt(False, "Second-order (unrolled) architecture updates.")
+    nas_penalty_weight: Optional[float] = opt(None, "Weight of the Memory/Compute penalty.", min=0)
+    nas_target_params: Optional[int] = opt(None, "Budget mode: aim the found model at this many parameters.", min=1)
+    nas_target_macs: Optional[int] = opt(None, "Budget mode: aim the found model at this many MACs.", min=1)
+    nas_beta_decay: Optional[float] = opt(None, "beta-DARTS regularisation weight against search collapse.", min=0)
+    nas_batch_size: Optional[int] = opt(None, "Batch size of the search (default: batch_size).", min=1)
+    # Quantization
+    quantization: int = opt(0, "0: float model; 2: TINPU int8.", choices=(0, 2))
+    quantization_method: str = opt("PTQ", "int8 method.", choices=("PTQ", "QAT"))
+    quantization_weight_bitwidth: int = opt(8, "Weight bits.", choices=(8,))
+    quantization_activation_bitwidth: int = opt(8, "Activation bits.", choices=(8,))
+    qat_epochs: int = opt(5, "QAT fine-tune epochs.", min=1)
+
+
+@dataclass(frozen=True)
+class SearchSpaceConfig:
+    conv_channels: list = opt([4, 8, 12, 16, 24, 32], "Channel choices per conv layer.")
+    conv_kernels: list = opt([3, 5, 7], "Kernel choices.")
+    num_conv_layers: list = opt([2, 3, 4, 5], "Number of conv layers.")
+    fc_features: list = opt([0, 16, 32], "Hidden FC width choices (0 = none).")
+    conv_strides: list = opt([1, 2], "Stride choices per conv layer.")
+    pooling: list = opt(["none", "max2", "avg2"], "Pooling after a conv: none, max2, avg2.")
+
+
+@dataclass(frozen=True)
+class NasConfig:
+    enable: bool = opt(False, "Run the multi-trial search.")
+    search_type: str = opt("multi_trial", "Trials one at a time or several at once.", choices=("single_trial", "multi_trial"))
+    num_trials: int = opt(20, "Architectures to evaluate.", min=1)
+    parallel_trials: int = opt(1, "Trials run at once (processes).", min=1)
+    param_range: list = opt([100, 60000], "[min, max] parameters of a candidate.")
+    accuracy_target: Optional[float] = opt(None, "Smallest acceptable validation accuracy.", min=0, max=1)
+    accuracy_weight: float = opt(1.0, "Weight of accuracy in the score.", min=0)
+    size_weight: float = opt(0.0, "Weight of size in the score.", min=0)
+    latency_target: Optional[float] = opt(None, "Largest acceptable latency estimate (us).", min=0)
+    latency_weight: float = opt(0.0, "Weight of latency in the score.", min=0)
+    npu_compatible: Optional[bool] = opt(None, "Sample only NPU-valid candidates (default: when the device has an NPU).")
+    search_space: SearchSpaceConfig = field(default_factory=SearchSpaceConfig, metadata={"help": "What candidates are made of."})
+    sampler: str = opt("tpe", "Optuna sampler.", choices=("tpe", "nsga2", "random"))
+    trial_epochs: int = opt(8, "Training epochs per trial.", min=1)
+    early_stopping: bool = opt(False, "Stop when accuracy_threshold is reached and patience trials bring nothing.")
+    accuracy_threshold: Optional[float] = opt(None, "Accuracy that allows early stopping.", min=0, max=1)
+    patience: int = opt(5, "Trials without improvement before early stopping.", min=1)
+    warm_start: bool = opt(False, "Evaluate initial_architecture as the first trial.")
+    initial_architecture: Optional[str] = opt(None, "Zoo model name used by warm_start.")
+    storage: Optional[str] = opt(None, "Optuna storage URL (default: SQLite in the run folder).")
+
+
+@dataclass(frozen=True)
+class TestingConfig:
+    enable: bool = opt(True, "Evaluate on the test split.")
+    test_float: bool = opt(True, "Test the float model.")
+    test_quantized: bool = opt(True, "Test the int8 model when quantization is on.")
+    save_predictions: bool = opt(False, "Write per-sample predictions to testing/predictions.csv.")
+
+
+@dataclass(frozen=True)
+class CompilationConfig:
+    enable: bool = opt(False, "Check NPU rules and generate C artifacts.")
+    preset_name: str = opt("default", "Compiler preset.", choices=("default", "best_performance", "compress"))
+    model_path: Optional[str] = opt(None, "Compile-only: an existing ONNX model (training disabled).")
+
+
+@dataclass(frozen=True)
+class Config:
+    common: CommonConfig = field(default_factory=CommonConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    data_processing_feature_extraction: FeatureConfig = field(default_factory=FeatureConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    testing: TestingConfig = field(default_factory=TestingConfig)
+    compilation: CompilationConfig = field(default_factory=CompilationConfig)
+    nas: NasConfig = field(default_factory=NasConfig)
+    # Where the YAML came from: relative dataset/spec paths resolve against it.
+    source_path: str = field(default="", metadata={"internal": True})
