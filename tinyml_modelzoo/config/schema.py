@@ -79,6 +79,9 @@ class TrainingConfig:
     lr_scheduler: str = opt("cosine", "Learning-rate schedule.", choices=("cosine", "step", "none"))
     label_smoothing: float = opt(0.0, "Label smoothing of the cross-entropy loss.", min=0, max=0.5)
     early_stopping_patience: Optional[int] = opt(None, "Stop after this many epochs without validation gain.", min=1)
+    augment_shift: Optional[float] = opt(None, "Random time-shift augmentation as a fraction of the input length "
+                                         "(default: 0.1 for raw time-domain features, 0 for spectra).", min=0, max=0.5)
+    augment_noise: float = opt(0.05, "Std of Gaussian noise added to (standardised) inputs during training.", min=0)
     num_gpus: int = opt(0, "GPUs to use (0 = CPU; 1 = first CUDA device when available).", min=0)
     # DARTS (nas_guide_darts.txt)
     nas_enabled: bool = opt(False, "Search the architecture with DARTS before training.")
