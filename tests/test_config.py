@@ -1,0 +1,99 @@
+"""Config loading: defaults, overrides, and one clear line per problem."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tinyml_modelzoo.config import config_from_dict, config_to_dict, load_config
+from tinyml_modelzoo.errors import UserError
+
+
+def write(tmp_path: Path, data) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def problems(tmp_path, data, overrides=()) -> str:
+    with pytest.raises(UserError) as err:
+        load_config(write(tmp_path, data), overrides)
+    return str(err.value)
+
+
+def test_empty_config_gives_defaults(tmp_path):
+    config = load_config(write(tmp_path, {}))
+    assert config.training.model_name == "CLS_1k_NPU"
+    assert config.dataset.split_factor == [0.6, 0.2, 0.2]
+    assert config.common.target_device == "F28P55"
+
+
+def test_unknown_section_and_key_suggest_the_right_name(tmp_path):
+    text = problems(tmp_path, {"traning": {"training_epochs": 3}, "training": {"learning_rte": 0.1}})
+    assert "config.yaml: traning: unknown section; did you mean 'training'?" in text
+    assert "training.learning_rte: unknown key; did you mean 'learning_rate'?" in text
+
+
+def test_wrong_type_and_choice_are_named(tmp_path):
+    text = problems(tmp_path, {"training": {"training_epochs": "ten", "nas_model_size": "xxxl"}})
+    assert "training.training_epochs: got 'ten'; expected a whole number" in text
+    assert "training.nas_model_size: got 'xxxl'; expected one of s, m, l, xl, xxl" in text
+
+
+def test_all_problems_reported_in_one_pass(tmp_path):
+    text = problems(tmp_path, {"training": {"batch_size": 0, "optimizer": "rmsprop"},
+                               "dataset": {"split_factor": [0.5, 0.2, 0.2]}})
+    assert len(text.splitlines()) == 3
+    assert "sums to 0.9" in text and "batch_size: got 0; must be >= 1" in text and "rmsprop" in text
+
+
+def test_string_booleans_get_a_hint(tmp_path):
+    assert "without quotes" in problems(tmp_path, {"training": {"enable": "True"}})
+
+
+def test_unknown_model_name_lists_close_matches(tmp_path):
+    text = problems(tmp_path, {"training": {"model_name": "CLS_1K_NPU"}})
+    assert "unknown model 'CLS_1K_NPU'" in text and "CLS_1k_NPU" in text
+
+
+def test_overrides_are_yaml_typed(tmp_path):
+    config = load_config(write(tmp_path, {}), ["training.training_epochs=2", "nas.param_range=[200,2000]",
+                                              "training.nas_enabled=True", "training.nas_model_size=m"])
+    assert config.training.training_epochs == 2
+    assert config.nas.param_range == [200, 2000]
+    assert config.training.nas_enabled is True
+
+
+def test_bad_override_syntax(tmp_path):
+    assert "SECTION.KEY=VALUE" in problems(tmp_path, {}, ["training_epochs=3"])
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    text = problems(tmp_path, "training:\n  epochs: [1, 2\n")
+    assert "not valid YAML" in text and "line" in text
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_nas_rules(tmp_path):
+    text = problems(tmp_path, {"training": {"nas_enabled": True, "nas_nodes_per_layer": 3, "nas_fanout_concat": 4,
+                                            "nas_layers": 2}})
+    assert "nas_layers: got 2; must be >= 3" in text and "nas_fanout_concat: 4 is more than" in text
+    text = problems(tmp_path, {"nas": {"enable": True, "param_range": [5000, 100]}, "training": {"model_name": "auto"}})
+    assert "nas.param_range" in text
+
+
+def test_unsupported_task_type(tmp_path):
+    assert "not supported yet" in problems(tmp_path, {"common": {"task_type": "generic_timeseries_regression"}})
+
+
+def test_nas_result_needs_spec_path(tmp_path):
+    assert "model_spec_path: required" in problems(tmp_path, {"training": {"model_name": "NAS_result"}})
+
+
+def test_resolved_config_round_trips():
+    config = config_from_dict({"training": {"training_epochs": 7}})
+    again = config_from_dict(yaml.safe_load(yaml.safe_dump(config_to_dict(config))))
+    assert config_to_dict(again) == config_to_dict(config)

@@ -1,0 +1,65 @@
+"""Model zoo tests, generated from the registry."""
+import pytest
+import torch
+
+from tinyml_modelzoo.zoo import (Conv, GlobalAvgPool, Linear, MaxPool, ModelSpec, build_model, get_entry,
+                                 get_model_spec, list_models, register_model)
+from tinyml_torchmodelopt.profile import profile_model
+
+MODELS = list_models()
+NOMINAL = {"CLS_100_NPU": 100, "CLS_500_NPU": 500, "CLS_1k_NPU": 1000, "CLS_2k_NPU": 2000, "CLS_4k_NPU": 4000,
+           "CLS_6k_NPU": 6000, "CLS_13k_NPU": 13000, "CLS_20k_NPU": 20000}
+
+
+def test_registry_has_the_issue_models():
+    assert set(NOMINAL) <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_forward_shapes(name):
+    model = build_model(get_model_spec(name), 1, 256, 4)
+    assert model(torch.randn(3, 1, 256)).shape == (3, 4)
+    assert build_model(get_model_spec(name), 3, 512, 2)(torch.randn(2, 3, 512)).shape == (2, 2)
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if n in NOMINAL])
+def test_size_matches_name(name):
+    params = profile_model(build_model(get_model_spec(name), 1, 256, 4), (1, 256)).params
+    assert 0.4 * NOMINAL[name] <= params <= 1.6 * NOMINAL[name], params
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_npu_rules(name):
+    devices = pytest.importorskip("tinyml_modelzoo.devices")
+    npu = pytest.importorskip("tinyml_modelzoo.npu")
+    model = build_model(get_model_spec(name), 1, 256, 4)
+    report = npu.check_npu(model, (1, 256), devices.get_device("F28P55"))
+    assert report.ok, report.format_table()
+
+
+def test_exact_param_and_mac_count():
+    spec = ModelSpec((Conv(4, 5, stride=2), MaxPool(2), Conv(8, 3), GlobalAvgPool(), Linear(16)))
+    model = build_model(spec, 1, 64, 3)
+    prof = profile_model(model, (1, 64))
+    conv1 = 4 * 5 + 2 * 4            # weights (no bias: BN follows) + BN affine
+    conv2 = 8 * 4 * 3 + 2 * 8
+    fc1, fc = 8 * 16 + 16, 16 * 3 + 3
+    assert prof.params == conv1 + conv2 + fc1 + fc
+    # conv1: 32 outputs x 4 ch x 5 taps; pool -> 16; conv2: 16 x 8 x (4*3); fc: in*out
+    assert prof.macs == 32 * 4 * 5 + 16 * 8 * 12 + 8 * 16 + 16 * 3
+
+
+def test_spec_round_trip_and_errors():
+    spec = get_model_spec("CLS_2k_NPU")
+    assert ModelSpec.from_dict(spec.to_dict()) == spec
+    with pytest.raises(ValueError, match="unknown layer type"):
+        ModelSpec.from_dict({"layers": [{"type": "lstm"}]})
+    with pytest.raises(ValueError, match="shrinks below 1"):
+        build_model(ModelSpec((MaxPool(4),) * 3), 1, 16, 2)
+
+
+def test_unknown_name_and_duplicates():
+    with pytest.raises(KeyError, match="CLS_1k_NPU"):
+        get_entry("CLS_1k_NP")
+    with pytest.raises(ValueError, match="twice"):
+        register_model("CLS_1k_NPU", size_class="s")(lambda: None)
