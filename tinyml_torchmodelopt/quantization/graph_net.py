@@ -1,0 +1,118 @@
+"""Run a ``Graph`` in float with PyTorch, optionally with fake quantization.
+
+``GraphNet`` owns real ``nn.Conv1d`` / ``nn.Linear`` leaves, so
+``tinyml_torchmodelopt.profile.profile_model`` counts it like any model, and its
+parameters train (QAT). Layout ``(N, C, L)``.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .graph import Graph
+
+
+def fake_quant(x: torch.Tensor, frac: int, bits: int = 8) -> torch.Tensor:
+    """Round to the grid ``2**-frac`` and saturate; straight-through gradient."""
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    q = torch.clamp(torch.round(x * 2.0 ** frac), lo, hi) * 2.0 ** -frac
+    return x + (q - x).detach()
+
+
+def weight_frac(w: torch.Tensor | float, bits: int = 8) -> int:
+    """Largest power-of-two fraction bits that keep ``max|w|`` inside the int range."""
+    import math
+    m = float(w.detach().abs().max()) if isinstance(w, torch.Tensor) else abs(float(w))
+    if m < 1e-12:
+        return 0
+    return int(math.floor(math.log2((2 ** (bits - 1) - 1) / m)))
+
+
+class GraphNet(nn.Module):
+    """Executes ``graph`` (traced or folded; no unsupported nodes)."""
+
+    def __init__(self, graph: Graph):
+        super().__init__()
+        self.graph = graph
+        self.layers = nn.ModuleDict()
+        self._keys: dict[str, str] = {}
+        for i, n in enumerate(graph.nodes):
+            key = f"n{i}"
+            if n.op == "conv":
+                a = n.attrs
+                m = nn.Conv1d(a["in_channels"], a["out_channels"], a["kernel"], a["stride"], a["padding"],
+                              groups=a["groups"])
+            elif n.op == "linear":
+                m = nn.Linear(n.attrs["in_features"], n.attrs["out_features"])
+            else:
+                continue
+            with torch.no_grad():
+                m.weight.copy_(torch.as_tensor(n.params["weight"], dtype=torch.float32))
+                m.bias.copy_(torch.as_tensor(n.params["bias"], dtype=torch.float32))
+            self.layers[key] = m
+            self._keys[n.name] = key
+        # act_frac: name -> fraction bits of that node's output; None = float
+        self.act_frac: dict[str, int] | None = None
+        self.record: dict[str, float] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        env: dict[str, torch.Tensor] = {}
+        fq = self.act_frac
+        for n in self.graph.nodes:
+            ins = [env[i] for i in n.inputs]
+            a = n.attrs
+            if n.op == "input":
+                y = x
+            elif n.op in ("conv", "linear"):
+                m = self.layers[self._keys[n.name]]
+                if fq is None:
+                    y = m(ins[0])
+                else:
+                    fw = weight_frac(m.weight)
+                    w = fake_quant(m.weight, fw)
+                    b = fake_quant(m.bias, fq[n.inputs[0]] + fw, bits=32)
+                    y = F.conv1d(ins[0], w, b, m.stride, m.padding, groups=m.groups) if n.op == "conv" \
+                        else F.linear(ins[0], w, b)
+                y = F.relu(y) if a.get("relu") else y
+            elif n.op == "bn":
+                s = torch.as_tensor(n.params["scale"], dtype=x.dtype).view(1, -1, 1)
+                t = torch.as_tensor(n.params["shift"], dtype=x.dtype).view(1, -1, 1)
+                y = ins[0] * s + t
+            elif n.op == "relu":
+                y = F.relu(ins[0])
+            elif n.op == "maxpool":
+                y = F.max_pool1d(ins[0], a["kernel"], a["stride"], a["padding"])
+            elif n.op == "avgpool":
+                y = F.avg_pool1d(ins[0], a["kernel"], a["stride"], a["padding"],
+                                 count_include_pad=a["count_include_pad"])
+            elif n.op == "gap":
+                y = ins[0].mean(dim=2, keepdim=True)
+            elif n.op == "flatten":
+                y = ins[0].reshape(ins[0].shape[0], -1)
+            elif n.op == "cat":
+                y = torch.cat(ins, dim=1)
+            elif n.op == "add":
+                y = ins[0] + ins[1]
+                y = F.relu(y) if a.get("relu") else y
+            elif n.op == "identity":
+                y = ins[0]
+            else:
+                raise ValueError(f"{n.name}: cannot run op {n.op!r} ({n.attrs.get('what', '')})")
+            if fq is not None and n.name in fq:
+                y = fake_quant(y, fq[n.name])
+            if self.record is not None:
+                self.record[n.name] = max(self.record.get(n.name, 0.0), float(y.detach().abs().max()))
+            env[n.name] = y
+        return env[self.graph.output_name]
+
+    def calibrate(self, x: torch.Tensor, batch_size: int = 256) -> dict[str, float]:
+        """Max |value| of every node output over ``x`` (float, no fake quant)."""
+        saved, self.act_frac, self.record = self.act_frac, None, {}
+        try:
+            with torch.no_grad():
+                for i in range(0, len(x), batch_size):
+                    self(x[i:i + batch_size])
+            return dict(self.record)
+        finally:
+            self.act_frac, self.record = saved, None

@@ -1,0 +1,121 @@
+"""Post-training quantization and quantization-aware training to TINPU-style int8.
+
+Both start from the deployment graph (``fold_graph``: BN folded, ReLU fused),
+calibrate per-tensor power-of-two scales on float activations (max |value|),
+and convert with ``_convert``. QAT first fine-tunes the folded float weights
+with fake quantization (straight-through estimator) on the same scales.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .graph import Graph, fold_graph, trace_graph
+from .graph_net import GraphNet, weight_frac
+from .int8 import INT8_MAX, INT8_MIN, QNode, QuantizedModel
+
+FRAC_LIMITS = (-16, 24)
+BIAS_LIMIT = 2 ** 30   # |bias| bound; keeps acc + rounding inside int32 for our layer sizes
+
+
+def _frac(max_abs: float) -> int:
+    lo, hi = FRAC_LIMITS
+    return int(min(hi, max(lo, weight_frac(float(max_abs)) if max_abs > 1e-12 else hi)))
+
+
+def _input_shape(model: nn.Module, x: torch.Tensor, input_shape) -> tuple[int, int]:
+    if input_shape is not None:
+        return (int(input_shape[0]), int(input_shape[1]))
+    if x.dim() != 3:
+        raise ValueError(f"calibration data must be (N, C, L); got shape {tuple(x.shape)}")
+    return (int(x.shape[1]), int(x.shape[2]))
+
+
+def deployment_graph(model: nn.Module, input_shape: tuple[int, int]) -> Graph:
+    """Trace and fold ``model`` (eval mode) for inference ``(N, C, L)``."""
+    return fold_graph(trace_graph(model, input_shape))
+
+
+def _convert(net: GraphNet, maxes: dict[str, float], bits: int = 8) -> QuantizedModel:
+    if bits != 8:
+        raise ValueError(f"only 8-bit weights/activations are implemented; got {bits}")
+    frac: dict[str, int] = {}
+    qnodes = []
+    for n in net.graph.nodes:
+        a = dict(n.attrs)
+        kw: dict = {}
+        if n.op == "input":
+            f = _frac(maxes[n.name])
+        elif n.op in ("conv", "linear"):
+            m = net.layers[net._keys[n.name]]
+            w = m.weight.detach().double().numpy()
+            b = m.bias.detach().double().numpy()
+            fx, fw = frac[n.inputs[0]], weight_frac(float(np.abs(w).max()))
+            fw = min(max(fw, FRAC_LIMITS[0]), FRAC_LIMITS[1])
+            f = min(_frac(maxes[n.name]), fx + fw)
+            wq = np.clip(np.floor(w * 2.0 ** fw + 0.5), INT8_MIN, INT8_MAX).astype(np.int8)
+            bq = np.clip(np.floor(b * 2.0 ** (fx + fw) + 0.5), -BIAS_LIMIT, BIAS_LIMIT).astype(np.int32)
+            kw = dict(shift=fx + fw - f, weight_frac=fw, weight=wq, bias=bq)
+        elif n.op == "cat":
+            fs = [frac[i] for i in n.inputs]
+            f = min(fs)
+            kw = dict(in_shifts=tuple(x - f for x in fs))
+        elif n.op == "add":
+            fs = [frac[i] for i in n.inputs]
+            top = max(fs)
+            f = min(_frac(maxes[n.name]), top)
+            kw = dict(in_shifts=tuple(top - x for x in fs), shift=top - f)
+        elif n.op in ("relu", "maxpool", "avgpool", "gap", "flatten"):
+            f = frac[n.inputs[0]]
+        else:
+            raise ValueError(f"{n.name}: op {n.op!r} cannot be quantized")
+        frac[n.name] = f
+        qnodes.append(QNode(n.name, n.op, n.inputs, n.shape, a, frac=f, **kw))
+    g = net.graph
+    return QuantizedModel(tuple(qnodes), g.input_name, g.output_name, g.input_shape)
+
+
+def quantize_ptq(model: nn.Module, calibration_x: torch.Tensor, *, input_shape: tuple[int, int] | None = None,
+                 weight_bits: int = 8, activation_bits: int = 8) -> QuantizedModel:
+    """Post-training int8 quantization; ``calibration_x`` is float ``(N, C, L)``."""
+    x = torch.as_tensor(calibration_x, dtype=torch.float32)
+    if len(x) == 0:
+        raise ValueError("calibration data is empty")
+    if weight_bits != 8 or activation_bits != 8:
+        raise ValueError("only 8-bit weights and activations are implemented")
+    net = GraphNet(deployment_graph(model, _input_shape(model, x, input_shape)))
+    return _convert(net, net.calibrate(x))
+
+
+def quantize_qat(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, epochs: int = 3,
+                 lr: float = 1e-3, *, batch_size: int = 64, input_shape: tuple[int, int] | None = None,
+                 seed: int = 0, weight_bits: int = 8, activation_bits: int = 8) -> QuantizedModel:
+    """Quantization-aware fine-tune of the folded model, then convert.
+
+    BN stays folded (frozen statistics) during the fine-tune; activation scales
+    come from a float calibration on ``train_x`` and are re-calibrated after.
+    """
+    if weight_bits != 8 or activation_bits != 8:
+        raise ValueError("only 8-bit weights and activations are implemented")
+    x = torch.as_tensor(train_x, dtype=torch.float32)
+    y = torch.as_tensor(train_y, dtype=torch.long)
+    net = GraphNet(deployment_graph(model, _input_shape(model, x, input_shape)))
+    start = _convert(net, net.calibrate(x))
+    net.act_frac = {n.name: n.frac for n in start.nodes}
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    net.train()
+    for _ in range(int(epochs)):
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), batch_size):
+            idx = order[i:i + batch_size]
+            loss = F.cross_entropy(net(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.act_frac = None
+    net.eval()
+    return _convert(net, net.calibrate(x))
