@@ -97,3 +97,9 @@ def test_resolved_config_round_trips():
     config = config_from_dict({"training": {"training_epochs": 7}})
     again = config_from_dict(yaml.safe_load(yaml.safe_dump(config_to_dict(config))))
     assert config_to_dict(again) == config_to_dict(config)
+
+
+def test_config_reference_is_generated_from_schema():
+    from tinyml_modelzoo.config.docgen import render
+    doc = Path(__file__).parent.parent / "docs" / "config_reference.md"
+    assert doc.read_text() == render(), "regenerate: python -m tinyml_modelzoo.config.docgen > docs/config_reference.md"
