@@ -59,8 +59,9 @@ def generate_c(qm: QuantizedModel, out_dir: Path, *, class_names: list[str], gol
     """Write the four C files into ``out_dir``; ``golden_x`` int8 ``(N, C, L)``, labels ``golden_y``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     first = _first_conv(qm)
-    pad_conv, pad_to = None, 0
-    if first is not None and pad_channels_to > 1 and first.attrs["in_channels"] % pad_channels_to:
+    pad_conv, pad_to = None, 0   # a single-channel first conv is NPU-native: no padding
+    if first is not None and pad_channels_to > 1 and first.attrs["in_channels"] > 1 \
+            and first.attrs["in_channels"] % pad_channels_to:
         pad_conv = first
         pad_to = -(-first.attrs["in_channels"] // pad_channels_to) * pad_channels_to
     sizes = {}

@@ -142,6 +142,8 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, int]) -> Graph:
             nodes.append(node)
             alias[n.name] = node.name
         elif n.op in ("call_function", "call_method"):
+            if not hasattr(meta, "shape"):
+                continue   # shape arithmetic (size(), getattr, getitem): not a tensor
             node = _function_node(n, tensor_args, shape, alias)
             if node is not None:
                 nodes.append(node)
@@ -156,8 +158,6 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, int]) -> Graph:
 
 def _function_node(n: fx.Node, inputs: tuple[str, ...], shape, alias) -> Node | None:
     target = n.target
-    if n.op == "call_method" and target == "size":
-        return None  # shape arithmetic for view(); not a tensor
     if target in (operator.add, torch.add, "add"):
         scalars = [a for a in n.args if not isinstance(a, fx.Node)]
         if scalars and all(s == 0 for s in scalars) and len(inputs) == 1:

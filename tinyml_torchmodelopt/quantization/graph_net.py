@@ -6,6 +6,8 @@ parameters train (QAT). Layout ``(N, C, L)``.
 """
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,7 +32,8 @@ def weight_frac(w: torch.Tensor | float, bits: int = 8) -> int:
 
 
 class GraphNet(nn.Module):
-    """Executes ``graph`` (traced or folded; no unsupported nodes)."""
+    """Executes ``graph`` (traced or folded; no unsupported nodes) with one standard
+    leaf module per node, so the net is itself traceable by ``trace_graph``."""
 
     def __init__(self, graph: Graph):
         super().__init__()
@@ -38,18 +41,11 @@ class GraphNet(nn.Module):
         self.layers = nn.ModuleDict()
         self._keys: dict[str, str] = {}
         for i, n in enumerate(graph.nodes):
-            key = f"n{i}"
-            if n.op == "conv":
-                a = n.attrs
-                m = nn.Conv1d(a["in_channels"], a["out_channels"], a["kernel"], a["stride"], a["padding"],
-                              groups=a["groups"])
-            elif n.op == "linear":
-                m = nn.Linear(n.attrs["in_features"], n.attrs["out_features"])
-            else:
+            m = _leaf(n)
+            if m is None:
                 continue
-            with torch.no_grad():
-                m.weight.copy_(torch.as_tensor(n.params["weight"], dtype=torch.float32))
-                m.bias.copy_(torch.as_tensor(n.params["bias"], dtype=torch.float32))
+            key = re.sub(r"\W", "_", n.name).strip("_") or f"n{i}"
+            key = key if key not in self.layers and not hasattr(nn.Module, key) else f"{key}_{i}"
             self.layers[key] = m
             self._keys[n.name] = key
         # act_frac: name -> fraction bits of that node's output; None = float
@@ -75,21 +71,8 @@ class GraphNet(nn.Module):
                     y = F.conv1d(ins[0], w, b, m.stride, m.padding, groups=m.groups) if n.op == "conv" \
                         else F.linear(ins[0], w, b)
                 y = F.relu(y) if a.get("relu") else y
-            elif n.op == "bn":
-                s = torch.as_tensor(n.params["scale"], dtype=x.dtype).view(1, -1, 1)
-                t = torch.as_tensor(n.params["shift"], dtype=x.dtype).view(1, -1, 1)
-                y = ins[0] * s + t
-            elif n.op == "relu":
-                y = F.relu(ins[0])
-            elif n.op == "maxpool":
-                y = F.max_pool1d(ins[0], a["kernel"], a["stride"], a["padding"])
-            elif n.op == "avgpool":
-                y = F.avg_pool1d(ins[0], a["kernel"], a["stride"], a["padding"],
-                                 count_include_pad=a["count_include_pad"])
-            elif n.op == "gap":
-                y = ins[0].mean(dim=2, keepdim=True)
-            elif n.op == "flatten":
-                y = ins[0].reshape(ins[0].shape[0], -1)
+            elif n.name in self._keys:
+                y = self.layers[self._keys[n.name]](ins[0])
             elif n.op == "cat":
                 y = torch.cat(ins, dim=1)
             elif n.op == "add":
@@ -106,9 +89,18 @@ class GraphNet(nn.Module):
             env[n.name] = y
         return env[self.graph.output_name]
 
+    def train(self, mode: bool = True) -> "GraphNet":
+        super().train(mode)
+        for m in self.layers.values():   # BN leaves hold fixed affine terms, never batch statistics
+            if isinstance(m, nn.BatchNorm1d):
+                m.eval()
+        return self
+
     def calibrate(self, x: torch.Tensor, batch_size: int = 256) -> dict[str, float]:
         """Max |value| of every node output over ``x`` (float, no fake quant)."""
         saved, self.act_frac, self.record = self.act_frac, None, {}
+        was_training = self.training
+        self.eval()
         try:
             with torch.no_grad():
                 for i in range(0, len(x), batch_size):
@@ -116,3 +108,34 @@ class GraphNet(nn.Module):
             return dict(self.record)
         finally:
             self.act_frac, self.record = saved, None
+            self.train(was_training)
+
+
+def _leaf(n) -> nn.Module | None:
+    a = n.attrs
+    if n.op == "conv":
+        m = nn.Conv1d(a["in_channels"], a["out_channels"], a["kernel"], a["stride"], a["padding"], groups=a["groups"])
+    elif n.op == "linear":
+        m = nn.Linear(a["in_features"], a["out_features"])
+    elif n.op == "bn":
+        m = nn.BatchNorm1d(a["channels"], eps=0.0).eval()
+        with torch.no_grad():   # y = x * scale + shift with running mean 0, var 1
+            m.weight.copy_(torch.as_tensor(n.params["scale"], dtype=torch.float32))
+            m.bias.copy_(torch.as_tensor(n.params["shift"], dtype=torch.float32))
+        return m
+    elif n.op == "relu":
+        return nn.ReLU()
+    elif n.op == "maxpool":
+        return nn.MaxPool1d(a["kernel"], a["stride"], a["padding"])
+    elif n.op == "avgpool":
+        return nn.AvgPool1d(a["kernel"], a["stride"], a["padding"], count_include_pad=a["count_include_pad"])
+    elif n.op == "gap":
+        return nn.AdaptiveAvgPool1d(1)
+    elif n.op == "flatten":
+        return nn.Flatten()
+    else:
+        return None
+    with torch.no_grad():
+        m.weight.copy_(torch.as_tensor(n.params["weight"], dtype=torch.float32))
+        m.bias.copy_(torch.as_tensor(n.params["bias"], dtype=torch.float32))
+    return m
