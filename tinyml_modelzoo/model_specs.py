@@ -22,22 +22,16 @@ def build_from_spec_dict(data: dict, in_channels: int, in_length: int, num_class
         if kind == "sequential":
             return build_model(ModelSpec.from_dict(data), in_channels, in_length, num_classes)
         if kind == "darts":
-            from tinyml_torchmodelopt.nas import Genotype_CNN, NetworkCnn
+            from tinyml_torchmodelopt.nas import NetworkCnn
+            from tinyml_torchmodelopt.nas.genotypes import genotype_from_dict
             net = data["network"]
-            genotype = Genotype_CNN.from_dict(data["genotype"]) if hasattr(Genotype_CNN, "from_dict") else \
-                _genotype_from_dict(data["genotype"])
+            genotype = genotype_from_dict(data["genotype"])
             return NetworkCnn(net["C"], num_classes, net["layers"], genotype, in_channels,
                               net.get("with_input_batchnorm", True), net["nodes_per_layer"], net["multiplier"],
                               net["stem_multiplier"])
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{source}: not a valid model spec ({exc}); regenerate it with a NAS run") from None
     raise UserError(f"{source}: unknown model spec kind {kind!r}; expected 'sequential' or 'darts'")
-
-
-def _genotype_from_dict(data: dict):
-    from tinyml_torchmodelopt.nas import Genotype_CNN
-    return Genotype_CNN(normal=[tuple(e) for e in data["normal"]], normal_concat=list(data["normal_concat"]),
-                        reduce=[tuple(e) for e in data["reduce"]], reduce_concat=list(data["reduce_concat"]))
 
 
 def load_spec_file(path: Path) -> dict:

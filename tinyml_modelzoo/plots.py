@@ -39,3 +39,33 @@ def plot_confusion_matrix(matrix: np.ndarray, class_names, path: Path, title: st
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_darts_pareto(rows: list[dict], frontier: list[dict], path: Path) -> None:
+    """Derived genotype per search epoch: supernet validation accuracy vs parameters."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter([r["params"] for r in rows], [r["supernet_val_accuracy"] for r in rows],
+               c=[r["epoch"] for r in rows], cmap="viridis", label="epochs")
+    front = sorted(frontier, key=lambda r: r["params"])
+    ax.plot([r["params"] for r in front], [r["supernet_val_accuracy"] for r in front], "r--", label="frontier")
+    ax.set_xlabel("parameters of the derived model"), ax.set_ylabel("supernet validation accuracy")
+    ax.set_title("DARTS search"), ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_alpha_evolution(history, primitives: list[str], path: Path) -> None:
+    """Mean softmax weight of each primitive over the search, normal and reduction cells."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    epochs = [r.epoch for r in history]
+    for ax, key, title in ((axes[0], "alphas_normal", "normal cells"), (axes[1], "alphas_reduce", "reduction cells")):
+        weights = np.array([np.asarray(getattr(r, key)).mean(0) for r in history])
+        for k, name in enumerate(primitives):
+            ax.plot(epochs, weights[:, k], label=name)
+        ax.set_title(title), ax.set_xlabel("search epoch")
+    axes[0].set_ylabel("mean softmax(alpha)")
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,172 @@
+"""DARTS stage: YAML training keys → ``tinyml_torchmodelopt.nas.search`` → ``NAS/`` folder.
+
+The library honours the exact arguments it is given; this stage applies our
+product rules first: preset table + customisation keys, channel counts rounded
+up to multiples of 4 and NPU-realisable primitives for NPU targets.
+Architecture weights learn on the validation split; the test split is never
+passed in. The search checkpoints every epoch to ``NAS/search_checkpoint.pt``
+so ``--resume`` continues it.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from tinyml_torchmodelopt.nas import NetworkCnn
+from tinyml_torchmodelopt.nas.genotypes import PRIMITIVES_CNN, PRIMITIVES_CNN_NPU, genotype_to_dict
+from tinyml_torchmodelopt.nas.train_cnn_search import (EpochRecord, SearchResult, SearchSettings,
+                                                        build_final_model, search)
+
+from .config.presets import DARTS_CUSTOM_KEYS, DARTS_PRESETS, DEFAULT_DARTS_PRESET
+from .config.schema import CommonConfig, TrainingConfig
+from .devices import DeviceInfo, estimate_latency_us
+from .model_specs import write_spec_file
+from .plots import plot_alpha_evolution, plot_darts_pareto
+
+log = logging.getLogger("tinyml_modelzoo")
+CHECKPOINT = "search_checkpoint.pt"
+DEFAULT_PENALTY_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class DartsResult:
+    model: nn.Module
+    spec: dict
+    summary: dict
+
+
+def round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def darts_settings(features, cfg: TrainingConfig, seed: int, device: DeviceInfo) -> SearchSettings:
+    """Preset row + customisation keys, adapted to the target (documented in docs/nas_darts.md)."""
+    preset = DARTS_PRESETS[cfg.nas_model_size or DEFAULT_DARTS_PRESET]
+    values = {field: getattr(preset, field) for field in DARTS_CUSTOM_KEYS.values()}
+    for key, field in DARTS_CUSTOM_KEYS.items():
+        if getattr(cfg, key) is not None:
+            values[field] = getattr(cfg, key)
+    values["fanout_concat"] = min(values["fanout_concat"], values["nodes_per_layer"])
+    channels = values["init_channels"]
+    if device.has_npu:
+        # NPU convs need channel counts in multiples of 4; C multiple of 4 makes every
+        # cell (C, 2C, 4C, multiplier*C) and the stem (stem_multiplier*C) comply.
+        channels = round_up(channels, 4)
+    return SearchSettings(
+        num_classes=features.num_classes, init_channels=channels, layers=values["layers"],
+        in_channels=features.in_channels, with_input_batchnorm=True, nodes_per_layer=values["nodes_per_layer"],
+        multiplier=values["fanout_concat"], stem_multiplier=values["init_channel_multiplier"],
+        primitives=tuple(PRIMITIVES_CNN_NPU if device.has_npu else PRIMITIVES_CNN), epochs=cfg.nas_epochs,
+        unrolled=cfg.nas_unrolled, optimization_mode=cfg.nas_optimization_mode,
+        penalty_weight=cfg.nas_penalty_weight if cfg.nas_penalty_weight is not None else DEFAULT_PENALTY_WEIGHT,
+        target_params=cfg.nas_target_params, target_macs=cfg.nas_target_macs,
+        beta_decay=cfg.nas_beta_decay or 0.0, seed=seed,
+        device="cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu")
+
+
+def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> DataLoader:
+    dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                      generator=torch.Generator().manual_seed(seed))
+
+
+def run_darts(features, cfg: TrainingConfig, common: CommonConfig, device: DeviceInfo, out_dir: Path) -> DartsResult:
+    """Search, write ``NAS/`` and return the untrained final network with its spec."""
+    settings = darts_settings(features, cfg, common.seed, device)
+    if len(features.y_val) == 0:
+        from .errors import UserError
+        raise UserError("DARTS needs a validation split to learn architecture weights; "
+                        "give dataset.split_factor a validation share > 0 (e.g. [0.6, 0.2, 0.2])")
+    batch = cfg.nas_batch_size or cfg.batch_size
+    train_loader = _loader(features.x_train, features.y_train, batch, common.seed)
+    valid_loader = _loader(features.x_val, features.y_val, batch, common.seed + 1)
+    log.info("DARTS search: %d cells, %d nodes, C=%d, stem x%d, fanout %d, %s mode, %s, %d epochs",
+             settings.layers, settings.nodes_per_layer, settings.init_channels, settings.stem_multiplier,
+             settings.multiplier, settings.penalty_mode or "no penalty",
+             "unrolled" if settings.unrolled else "first-order", settings.epochs)
+
+    def on_epoch(record: EpochRecord) -> None:
+        latency = estimate_latency_us(record.macs, record.params, device, npu=device.has_npu)
+        log.info("NAS epoch %2d/%d: supernet val acc %.3f, derived %d params, %d MACs, ~%.0f us, %.0f samples/s",
+                 record.epoch, settings.epochs, record.valid_accuracy, record.params, record.macs, latency,
+                 record.samples_per_second)
+
+    result = search(train_loader, valid_loader, settings, on_epoch=on_epoch,
+                    checkpoint_path=out_dir / CHECKPOINT)
+    for warning in result.warnings:
+        log.warning("NAS: %s", warning)
+    model = build_final_model(settings, result.genotype)
+    spec = darts_spec(settings, result, device)
+    write_outputs(result, settings, spec, device, out_dir)
+    return DartsResult(model, spec, _summary(result, settings, features))
+
+
+def darts_spec(settings: SearchSettings, result: SearchResult, device: DeviceInfo) -> dict:
+    latency = estimate_latency_us(result.macs, result.params, device, npu=device.has_npu)
+    return {"kind": "darts", "name": "NAS_darts", "source": "darts",
+            "genotype": genotype_to_dict(result.genotype),
+            "network": {"C": settings.init_channels, "layers": settings.layers,
+                        "nodes_per_layer": settings.nodes_per_layer, "multiplier": settings.multiplier,
+                        "stem_multiplier": settings.stem_multiplier,
+                        "with_input_batchnorm": settings.with_input_batchnorm},
+            "metrics": {"params": result.params, "macs": result.macs, "latency_us": round(latency, 1)},
+            "search": {"epochs": settings.epochs, "mode": settings.penalty_mode, "unrolled": settings.unrolled,
+                       "primitives": list(settings.primitives)}}
+
+
+def write_outputs(result: SearchResult, settings: SearchSettings, spec: dict, device: DeviceInfo,
+                  out_dir: Path) -> None:
+    rows = []
+    for r in result.history:
+        rows.append({"epoch": r.epoch, "params": r.params, "macs": r.macs,
+                     "latency_us": round(estimate_latency_us(r.macs, r.params, device, npu=device.has_npu), 1),
+                     "supernet_val_accuracy": round(r.valid_accuracy, 4),
+                     "supernet_train_accuracy": round(r.train_accuracy, 4),
+                     "train_loss": round(r.train_loss, 4), "val_loss": round(r.valid_loss, 4),
+                     "penalty_weight": round(r.penalty_weight, 4), "seconds": round(r.seconds, 2),
+                     "samples_per_second": round(r.samples_per_second, 1),
+                     "genotype": _genotype_text(r.genotype)})
+    _write_csv(out_dir / "search_results.csv", rows)
+    _write_csv(out_dir / "pareto_frontier.csv", pareto_rows(rows))
+    write_spec_file(spec, out_dir / "best_model_spec.yaml")
+    plot_darts_pareto(rows, pareto_rows(rows), out_dir / "pareto_plot.png")
+    plot_alpha_evolution(result.history, list(settings.primitives), out_dir / "alpha_evolution.png")
+
+
+def pareto_rows(rows: list[dict]) -> list[dict]:
+    """Epochs whose derived genotype is not dominated in (supernet val accuracy ↑, params ↓)."""
+    def dominated(a, b):  # b dominates a
+        return (b["supernet_val_accuracy"] >= a["supernet_val_accuracy"] and b["params"] <= a["params"]
+                and (b["supernet_val_accuracy"] > a["supernet_val_accuracy"] or b["params"] < a["params"]))
+    return [a for a in rows if not any(dominated(a, b) for b in rows)]
+
+
+def _genotype_text(genotype: dict) -> str:
+    def cell(genes):
+        return " ".join(f"{op}<-{i}" for op, i in genes)
+    return f"normal[{cell(genotype['normal'])}] reduce[{cell(genotype['reduce'])}]"
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        if not rows:
+            return
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _summary(result: SearchResult, settings: SearchSettings, features) -> dict:
+    samples = sum(r.samples_per_second * r.seconds for r in result.history)
+    seconds = sum(r.seconds for r in result.history)
+    return {"mode": "darts", "optimization_mode": settings.penalty_mode, "unrolled": settings.unrolled,
+            "epochs": settings.epochs, "search_seconds": round(result.seconds or seconds, 3),
+            "search_samples_per_second": round(samples / seconds, 1) if seconds else None,
+            "found_params": result.params, "found_macs": result.macs, "warnings": list(result.warnings)}
