@@ -71,7 +71,8 @@ def run_pipeline(config: Config, run: RunDir) -> dict:
         features = _load_features(config, run)
     summary["dataset"] = _dataset_summary(config, features)
 
-    with timer.stage("model"):
+    searching = config.training.nas_enabled or config.training.model_name == "auto"
+    with timer.stage("nas" if searching else "model"):
         choice = _choose_model(config, features, device, run)
     prof = profile_model(choice.model, (features.in_channels, features.in_length))
     summary["model"] = {"name": choice.name, "source": choice.source, "params": prof.params, "macs": prof.macs}
