@@ -10,7 +10,7 @@ those points per *parameter count* (~1k params 150 us, ~4k 300 us, ~13k 600 us o
 the F28P55 NPU; 2000/5000/15000 us CPU-only) but latency follows MACs, so we
 assume the MAC counts of TI's reference models equal those of our zoo models of
 the same size (``CLS_1k_NPU``, ``CLS_4k_NPU``, ``CLS_13k_NPU``) on the default
-1 x 256 input: 32 832, 101 504 and 321 728 MACs. ``params`` is accepted so the
+1 x 256 input with 4 classes: 32 832, 101 504 and 321 728 MACs. ``params`` is accepted so the
 model can grow a weight-loading term; with three points it is not fitted.
 The fit gives about 120 us + 1.51 ns/MAC on the NPU (~0.23 CPU cycles per MAC at
 150 MHz) and about 477 us + 45 ns/MAC on the CPU (~6.8 cycles/MAC); it reproduces
