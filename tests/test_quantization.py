@@ -1,0 +1,182 @@
+"""TINPU-style int8 quantization: folding, PTQ/QAT, the integer reference, int8 ONNX."""
+import subprocess
+import sys
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tinyml_torchmodelopt.onnx_export import export_int8_onnx, export_onnx, run_int8_onnx
+from tinyml_torchmodelopt.quantization import (GraphNet, QuantizedModel, fold_graph, quantize_ptq, quantize_qat,
+                                               rshift_round, trace_graph)
+
+torch.set_num_threads(1)
+
+
+class Branchy(nn.Module):
+    """DARTS-like: input BN, stem, cat and + joins, avg/max pool k3, factorized reduce."""
+
+    def __init__(self, cin=2, c=8, classes=3):
+        super().__init__()
+        self.input_bn = nn.BatchNorm1d(cin)
+        self.stem = nn.Sequential(nn.Conv1d(cin, c, 3, padding=1, bias=False), nn.BatchNorm1d(c))
+        self.op_a = nn.Sequential(nn.ReLU(), nn.Conv1d(c, c, 5, padding=2, bias=False), nn.BatchNorm1d(c))
+        self.op_b = nn.MaxPool1d(3, 1, 1)
+        self.op_c = nn.AvgPool1d(3, 1, 1, count_include_pad=False)
+        self.red1 = nn.Conv1d(2 * c, c, 1, stride=2, bias=False)
+        self.red2 = nn.Conv1d(2 * c, c, 1, stride=2, bias=False)
+        self.red_bn = nn.BatchNorm1d(2 * c)
+        self.gap = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Linear(2 * c, classes)
+
+    def forward(self, x):
+        s = self.stem(self.input_bn(x))
+        n1 = self.op_a(s) + self.op_b(s)
+        y = torch.relu(torch.cat([n1, self.op_c(n1) + s], dim=1))
+        r = self.gap(self.red_bn(torch.cat([self.red1(y), self.red2(y)], dim=1)))
+        return self.fc(r.view(r.size(0), -1))
+
+
+def randomize_bn(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
+            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
+    return model.eval()
+
+
+def toy_data(n=240, length=64, seed=0):
+    """Three classes of noisy sines (frequencies 2, 5, 9 cycles per window), (N, 1, L)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    t = np.arange(length) / length
+    phase = rng.uniform(0, 2 * np.pi, n)
+    x = np.sin(2 * np.pi * np.array([2, 5, 9])[y, None] * t + phase[:, None]) * rng.uniform(0.5, 2.0, (n, 1))
+    x = x + 0.3 * rng.standard_normal((n, length))
+    return torch.tensor(x[:, None, :], dtype=torch.float32), torch.tensor(y)
+
+
+def small_cnn():
+    return nn.Sequential(OrderedDict([
+        ("input_bn", nn.BatchNorm1d(1)), ("conv1", nn.Conv1d(1, 8, 5, 2, 2, bias=False)), ("bn1", nn.BatchNorm1d(8)),
+        ("relu1", nn.ReLU()), ("pool2", nn.MaxPool1d(2)), ("conv3", nn.Conv1d(8, 16, 3, 1, 1, bias=False)),
+        ("bn3", nn.BatchNorm1d(16)), ("relu3", nn.ReLU()), ("gap4", nn.AdaptiveAvgPool1d(1)),
+        ("flatten4", nn.Flatten()), ("fc", nn.Linear(16, 3))]))
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.manual_seed(0)
+    x, y = toy_data()
+    model = small_cnn()
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(40):
+        model.train()
+        for i in range(0, len(x), 60):
+            loss = nn.functional.cross_entropy(model(x[i:i + 60]), y[i:i + 60])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval(), x, y
+
+
+def test_bn_folding_equals_float():
+    for model, shape in ((randomize_bn(Branchy()), (2, 32)), (randomize_bn(small_cnn()), (1, 64))):
+        folded = fold_graph(trace_graph(model, shape))
+        assert not [n for n in folded.nodes if n.op in ("bn", "identity")]
+        x = torch.randn(16, *shape)
+        torch.testing.assert_close(GraphNet(folded)(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_input_bn_stays_exact_with_zero_padding():
+    # Folding the input BN into a padded first conv would be wrong at the edges; we keep an affine op.
+    model = randomize_bn(small_cnn())
+    folded = fold_graph(trace_graph(model, (1, 64)))
+    first = folded.nodes[1]
+    assert first.op == "conv" and first.attrs.get("from_bn") and first.attrs["kernel"] == 1
+
+
+def test_relu_is_fused_and_shared_tensors_are_not():
+    folded = fold_graph(trace_graph(randomize_bn(Branchy()), (2, 32)))
+    ops = {n.name: n for n in folded.nodes}
+    assert ops["stem.0"].attrs["relu"] is False          # stem output also feeds the max pool and the add
+    assert any(n.op == "relu" for n in folded.nodes)      # so the ReLU of op_a stays a separate op
+
+
+def test_ptq_predictions_close_to_float(trained):
+    model, x, y = trained
+    float_pred = model(x).argmax(1).numpy()
+    assert (float_pred == y.numpy()).mean() > 0.9
+    q = quantize_ptq(model, x[:120])
+    logits = q.predict(x.numpy())
+    assert logits.dtype == np.float32
+    assert (logits.argmax(1) == float_pred).mean() >= 0.95
+    assert np.abs(logits - model(x).detach().numpy()).max() < 0.5 * np.abs(model(x).detach().numpy()).max()
+
+
+def test_qat_fine_tune_keeps_accuracy(trained):
+    model, x, y = trained
+    q = quantize_qat(model, x, y, epochs=2, lr=1e-3, batch_size=60)
+    assert isinstance(q, QuantizedModel)
+    assert (q.predict(x.numpy()).argmax(1) == y.numpy()).mean() > 0.85
+    assert model.training is False and model(x[:2]).shape == (2, 3)   # the float model is untouched
+
+
+def test_integer_semantics():
+    v = np.array([-5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5], dtype=np.int64)
+    # round half up after an arithmetic shift: -2.5 -> -2, -1.5 -> -1, -0.5 -> 0, 0.5 -> 1
+    assert rshift_round(v, 1).tolist() == [-2, -2, -1, -1, 0, 0, 1, 1, 2, 2, 3]
+    model = nn.Sequential(OrderedDict([("pool", nn.AvgPool1d(3, 1, 1, count_include_pad=False)),
+                                       ("gap", nn.AdaptiveAvgPool1d(1)), ("flat", nn.Flatten()),
+                                       ("fc", nn.Linear(1, 1))]))
+    q = quantize_ptq(model, torch.randn(4, 1, 5))
+    xi = np.array([[[1, 2, 4, -3, -4]]], dtype=np.int8)
+    outs = q.run_int8(xi, all_outputs=True)
+    # windows: [1,2]/2=1.5->2, [1,2,4]/3=2.33->2, [2,4,-3]/3=1, [4,-3,-4]/3=-1, [-3,-4]/2=-3.5->-3
+    assert outs["pool"].tolist() == [[[2, 2, 1, -1, -3]]]
+    assert outs["gap"].tolist() == [[[0]]]                # 1/5 = 0.2 -> 0
+    with pytest.raises(ValueError):
+        q.run_int8(xi.astype(np.int16))
+
+
+def test_int8_outputs_and_file_round_trip(tmp_path):
+    model = randomize_bn(Branchy())
+    x = torch.randn(20, 2, 32)
+    q = quantize_ptq(model, x)
+    xi = q.quantize_input(x.numpy())
+    out = q.run_int8(xi)
+    assert out.dtype == np.int8 and out.shape == (20, 3)
+    loaded = QuantizedModel.load(q.save(tmp_path / "q.npz"))
+    assert np.array_equal(loaded.run_int8(xi), out) and loaded.input_frac == q.input_frac
+
+
+@pytest.mark.parametrize("which", ["sequential", "multi-branch"])
+def test_onnx_float_and_int8_agree_with_references(tmp_path, which, trained):
+    if which == "sequential":
+        model, x, _ = trained
+        x = x[:32]
+    else:
+        model, x = randomize_bn(Branchy()), torch.randn(32, 2, 48)
+    assert export_onnx(model, x[:4], tmp_path / "f.onnx") < 1e-4
+    q = quantize_ptq(model, x)
+    export_int8_onnx(q, tmp_path / "q.onnx")
+    xi = q.quantize_input(x.numpy())
+    assert np.array_equal(run_int8_onnx(tmp_path / "q.onnx", xi), q.run_int8(xi))
+
+
+def test_library_does_not_import_the_pipeline():
+    code = ("import sys, tinyml_torchmodelopt.quantization, tinyml_torchmodelopt.onnx_export; "
+            "sys.exit(any(m.startswith('tinyml_modelzoo') for m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_unsupported_layer_is_a_value_error():
+    model = nn.Sequential(nn.Conv1d(1, 4, 3), nn.GELU(), nn.Flatten(), nn.Linear(4 * 14, 2))
+    with pytest.raises(ValueError, match="GELU"):
+        quantize_ptq(model, torch.randn(4, 1, 16))
