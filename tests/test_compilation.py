@@ -207,3 +207,24 @@ def test_random_valid_specs_are_bit_exact(seed, tmp_path):
 @pytest.mark.parametrize("seed", range(3, 40))
 def test_random_valid_specs_are_bit_exact_slow(seed, tmp_path):
     property_case(seed, tmp_path)
+
+
+@pytest.mark.skipif(not HAS_CC, reason="no C compiler")
+def test_darts_network_is_bit_exact(tmp_path):
+    nas = pytest.importorskip("tinyml_torchmodelopt.nas")
+    if not hasattr(nas, "NetworkCnn"):
+        pytest.skip("NetworkCnn not available")
+    normal = [("conv_bn_relu_3x1", 0), ("skip_connect", 1), ("avg_pool_3x1", 0), ("max_pool_3x1", 2),
+              ("conv_bn_relu_5x1", 1), ("skip_connect", 3), ("conv_bn_relu_7x1", 2), ("avg_pool_3x1", 4)]
+    reduce = [("max_pool_3x1", 0), ("conv_bn_relu_3x1", 1), ("skip_connect", 0), ("avg_pool_3x1", 2),
+              ("conv_bn_relu_5x1", 1), ("skip_connect", 2), ("skip_connect", 0), ("max_pool_3x1", 3)]
+    genotype = nas.Genotype_CNN(normal, [2, 3, 4, 5], reduce, [2, 3, 4, 5])
+    torch.manual_seed(0)
+    model = randomize(nas.NetworkCnn(4, 3, 3, genotype, in_channels=2))
+    result = compile_(model, (2, 48), 3, tmp_path / "torch")
+    assert result.host_check == "bit-exact" and result.onnx_int8_check == "bit-exact"
+    assert result.arena_bytes < result.activation_bytes
+    x, y = data((2, 48), 3)
+    again = compile_onnx(tmp_path / "torch" / "model_float.onnx", x, golden_x=x, golden_y=y,
+                         class_names=list("abc"), cfg=CompilationConfig(), device=F28P55, out_dir=tmp_path / "onnx")
+    assert again.host_check == "bit-exact" and again.macs == result.macs

@@ -29,6 +29,36 @@ def _pool_len(length: int, k: int, s: int, p: int) -> int:
     return (length + 2 * p - k) // s + 1
 
 
+def _reshape(full: tuple[int, ...], target) -> list[int]:
+    """ONNX Reshape semantics (0 copies a dim, -1 is inferred) for a batch-1 ``full`` shape."""
+    out = [full[i] if int(v) == 0 else int(v) for i, v in enumerate(target)]
+    if -1 in out:
+        known = int(np.prod([v for v in out if v != -1]))
+        out[out.index(-1)] = int(np.prod(full)) // max(known, 1)
+    return out
+
+
+def _fold_shapes(model):
+    """Fix the batch to 1 and let onnxruntime's basic optimizer fold shape arithmetic
+    (Shape/Slice/Gather feeding a Reshape) into constants; the ops stay standard ONNX."""
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].dim_value:
+            dims[0].dim_value = 1
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(Path(tmp) / "folded.onnx")
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return onnx.load(options.optimized_model_filepath)
+
+
 def import_onnx(path: str | Path) -> Graph:
     """Read ``path`` into a ``Graph`` (float parameters, per-sample shapes)."""
     import onnx
@@ -38,7 +68,7 @@ def import_onnx(path: str | Path) -> Graph:
     if not path.is_file():
         raise UserError(f"compilation.model_path: {path} does not exist; give the path of a float .onnx model")
     try:
-        model = onnx.load(str(path))
+        model = _fold_shapes(onnx.load(str(path)))
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
         raise UserError(f"compilation.model_path: {path} is not a readable ONNX model ({exc})") from None
     g = model.graph
@@ -114,8 +144,13 @@ def import_onnx(path: str | Path) -> Graph:
                 raise UserError(f"{path.name}: {name}: ReduceMean only over the last axis with keepdims")
             out = add(name, "gap", [src], (c, 1), {}, {}, t)
         elif t in ("Flatten", "Reshape"):
-            if t == "Reshape" and len(consts.get(n.input[1], [])) != 2:
-                raise UserError(f"{path.name}: {name}: only Reshape to (N, features) is supported")
+            target = _reshape((1,) + shape[src], consts.get(n.input[1], [])) if t == "Reshape" else []
+            if (t == "Reshape" and target[1:] == list(shape[src])) or (t == "Flatten" and a.get("axis", 1) != 1
+                                                                        and len(shape[src]) == 1):
+                alias[n.output[0]] = src   # a reshape to the same per-sample shape
+                continue
+            if (t == "Reshape" and len(target) != 2) or (t == "Flatten" and a.get("axis", 1) != 1):
+                raise UserError(f"{path.name}: {name}: only Flatten/Reshape to (N, features) is supported")
             out = add(name, "flatten", [src], (int(np.prod(shape[src])),), {}, {}, t)
         elif t in ("Gemm", "MatMul"):
             w = consts[n.input[1]].astype(np.float64)

@@ -153,6 +153,12 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, int]) -> Graph:
             alias[n.name] = n.name
     if not output_name:
         raise ValueError("the traced model does not return a single tensor")
+    shapes = {n.name: n.shape for n in nodes}
+    for i, n in enumerate(nodes):   # nn.Flatten(2) on (N, C, L) is a no-op; other partial flattens are not ours
+        if n.op == "flatten" and len(n.shape) != 1:
+            same = n.inputs and shapes[n.inputs[0]] == n.shape
+            nodes[i] = replace(n, op="identity") if same else replace(
+                n, op="unsupported", attrs={"what": f"{n.module_type or 'flatten'} to shape {n.shape}"})
     return Graph(tuple(nodes), input_name, output_name, (int(input_shape[0]), int(input_shape[1])))
 
 
