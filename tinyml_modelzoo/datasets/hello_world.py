@@ -1,6 +1,6 @@
 """The built-in ``hello_world`` dataset: noisy periodic sensor signals, made from a seed.
 
-Four classes of waveform, each with a random period (20-60 samples), phase,
+Four classes of waveform, each with a random period (16-48 samples), phase,
 amplitude, harmonic shape, baseline drift and noise:
 
 - ``burst``: a weak sine carrying short bursts of high-frequency noise (an arcing
@@ -31,7 +31,7 @@ def generate(files_per_class: int, variables: int, seed: int) -> tuple[np.ndarra
     rng = np.random.default_rng([seed, 0x4E110])  # own stream: not shared with split seeding
     n, t = files_per_class * len(CLASS_NAMES), np.arange(LENGTH)
     labels = np.repeat(np.arange(len(CLASS_NAMES)), files_per_class)
-    period = rng.uniform(20.0, 60.0, (n, 1, 1))
+    period = rng.uniform(16.0, 48.0, (n, 1, 1))
     # +-3 % frequency wander so windows are not exact copies of each other
     wander = 0.03 * np.sin(2 * np.pi * t / rng.uniform(LENGTH / 2, 2 * LENGTH, (n, 1, 1)))
     shift = 2 * np.pi / 3 * np.arange(variables)[None, :, None] + rng.normal(0, 0.1, (n, variables, 1))
@@ -40,10 +40,10 @@ def generate(files_per_class: int, variables: int, seed: int) -> tuple[np.ndarra
     for label, make in enumerate((_burst, _sawtooth, _sine, _square)):  # 4 classes, not per sample
         rows = labels == label
         wave[rows] = make(phase[rows], rng)
-    amplitude = rng.uniform(0.5, 2.0, (n, 1, 1)) * rng.uniform(0.7, 1.3, (n, variables, 1))
+    amplitude = rng.uniform(0.7, 1.5, (n, 1, 1)) * rng.uniform(0.7, 1.3, (n, variables, 1))
     drift = (rng.uniform(-1, 1, (n, variables, 1)) + rng.uniform(-1, 1, (n, 1, 1)) * t / LENGTH
              + 0.5 * np.sin(2 * np.pi * t / rng.uniform(LENGTH, 4 * LENGTH, (n, 1, 1)) + rng.uniform(0, 6.3, (n, 1, 1))))
-    noise = rng.normal(0, 1, wave.shape) * rng.uniform(0.05, 0.3, (n, 1, 1)) * amplitude
+    noise = rng.normal(0, 1, wave.shape) * rng.uniform(0.05, 0.25, (n, 1, 1)) * amplitude
     data = amplitude * wave + drift + noise
     return np.ascontiguousarray(data.transpose(0, 2, 1), dtype=np.float32), labels.astype(np.int64)
 
@@ -64,7 +64,7 @@ def _sawtooth(phase: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _burst(phase: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Weak sine plus Gaussian-enveloped noise bursts every 50-120 samples."""
     n = phase.shape[0]
-    gaps = rng.uniform(50, 120, (n, LENGTH // 60 + 1))
+    gaps = rng.uniform(50, 120, (n, LENGTH // 50 + 4))
     centres = np.cumsum(gaps, axis=1) - rng.uniform(0, 140, (n, 1))  # (n, B)
     width = rng.uniform(4, 10, (n, 1, 1))
     t = np.arange(LENGTH)

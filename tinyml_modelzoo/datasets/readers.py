@@ -1,0 +1,120 @@
+"""Read one recording file (.csv, .txt, .npy) into a ``(T, C)`` float32 array.
+
+Every problem becomes a ``UserError`` naming the file, the line and column
+(1-based, as an editor shows them), what was found and how to fix it.
+"""
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tinyml_modelzoo.errors import UserError
+
+SUPPORTED_EXTENSIONS = (".csv", ".txt", ".npy")
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(nan|inf|infinity)$", re.IGNORECASE)
+
+
+def read_recording(path: Path, name: str) -> np.ndarray:
+    """Load ``path`` (shown to the user as ``name``) as ``(T, C)`` float32 with finite values."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        data = _read_npy(path, name)
+        _check_finite(data, name, lambda row: f"row {row}")
+    elif suffix in (".csv", ".txt"):
+        data, header_lines = _read_text(path, name)
+        _check_finite(data, name, lambda row: f"line {header_lines + row + 1}")
+    else:
+        raise UserError(f"{name}: unsupported file type '{path.suffix}'; use one of "
+                        f"{', '.join(SUPPORTED_EXTENSIONS)}")
+    return data
+
+
+def _read_npy(path: Path, name: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise UserError(f"{name}: not a readable numeric .npy array ({exc}); save it with "
+                        "numpy.save(path, array) from a float array of shape (T,) or (T, C)") from None
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool) or np.iscomplexobj(array):
+        raise UserError(f"{name}: .npy dtype {array.dtype} is not a real number type; save a float array")
+    if array.ndim not in (1, 2) or array.shape[0] == 0:
+        raise UserError(f"{name}: .npy array has shape {array.shape}; expected (T,) or (T, C) "
+                        "with T samples in time and C variables")
+    return np.asarray(array.reshape(len(array), -1), dtype=np.float32)
+
+
+def _read_text(path: Path, name: str) -> tuple[np.ndarray, int]:
+    """Return the data and the number of file lines before it (leading blanks + header)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise UserError(f"{name}: cannot read as UTF-8 text ({exc}); save it as a plain-text CSV") from None
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise UserError(f"{name}: the file is empty; remove it or fill it with samples (one row per time step)")
+    sep = _separator(lines[first])
+    fields = _split(lines[first], sep)
+    has_header = not all(_NUMBER.match(f) for f in fields if f)
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, header=0 if has_header else None, dtype=str,
+                            keep_default_na=False, skip_blank_lines=True, skipinitialspace=True,
+                            engine="python" if sep != r"\s+" else "c")
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise UserError(f"{name}: malformed table ({exc}); every row needs the same number of "
+                        f"'{sep}'-separated columns") from None
+    columns = [c for c in frame.columns if not (has_header and "time" in str(c).lower())]
+    if not columns:
+        raise UserError(f"{name}: no data columns (only time columns: {list(frame.columns)}); "
+                        "add at least one sensor column")
+    if len(frame) == 0:
+        raise UserError(f"{name}: header but no data rows; remove the file or add samples")
+    frame = frame[columns]
+    header_lines = first + (1 if has_header else 0)
+    return _to_float(frame, name, header_lines), header_lines
+
+
+def _separator(line: str) -> str:
+    """The field separator of a data line: ';' then ',' then tab, else runs of whitespace."""
+    for sep in (";", ",", "\t"):
+        if sep in line:
+            return sep
+    return r"\s+"
+
+
+def _split(line: str, sep: str) -> list[str]:
+    return [f.strip() for f in (line.split() if sep == r"\s+" else line.split(sep))]
+
+
+def _to_float(frame: pd.DataFrame, name: str, header_lines: int) -> np.ndarray:
+    """Parse all cells at once; on failure name the first cell that is not a number."""
+    strings = frame.to_numpy(dtype=str)
+    numeric = pd.DataFrame(strings).apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    blank = np.char.strip(strings.astype(str)) == ""
+    nan_literal = np.isin(np.char.lower(np.char.strip(strings.astype(str))), ["nan", "+nan", "-nan"])
+    bad = (np.isnan(numeric) & ~nan_literal) | blank
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        value = strings[row, col]
+        what = "an empty cell" if blank[row, col] else f"{value!r}, which is not a number"
+        raise UserError(f"{name}: line {header_lines + row + 1}, column {_column_name(frame, col)}: {what}; "
+                        "fix or remove that row (only numeric columns and a time column are allowed)")
+    return numeric.astype(np.float32)
+
+
+def _column_name(frame: pd.DataFrame, col: int) -> str:
+    label = frame.columns[col]
+    return f"{col + 1}" if isinstance(label, (int, np.integer)) else f"{col + 1} ('{label}')"
+
+
+def _check_finite(data: np.ndarray, name: str, where) -> None:
+    """NaN/inf (also float32 overflow) → error naming the first bad sample; ``where(row)`` words its place."""
+    finite = np.isfinite(data)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        raise UserError(f"{name}: {where(row)}, column {col + 1}: value {data[row, col]} (NaN or inf; first of "
+                        f"{int((~finite).sum())}); interpolate or drop those samples, or remove the file")
