@@ -107,7 +107,7 @@ def generate_c(qm: QuantizedModel, out_dir: Path, *, class_names: list[str], gol
                 w = np.concatenate([w, np.zeros((w.shape[0], pad_to - cin, w.shape[2]), np.int8)], axis=1)
                 cin = pad_to
             weights.append(f"/* {n.name}: weights 2^-{n.weight_frac}, bias 2^-{n.frac + n.shift} */")
-            weights.append(f"static const int8_t w_{ident}[{w.size}] = {_array(w)};")
+            weights.append(f"static const tml_q7_t w_{ident}[{w.size}] = {_array(w)};")
             weights.append(f"static const int32_t b_{ident}[{n.bias.size}] = {_array(n.bias)};")
             weight_bytes += w.size + 4 * n.bias.size
             relu = int(bool(a.get("relu")))

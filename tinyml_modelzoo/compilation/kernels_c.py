@@ -38,7 +38,7 @@ static int32_t tml_round_div(int32_t sum, int32_t n)
 
 KERNELS = {
     "conv": r"""
-static void tml_conv1d(const tml_q7_t *x, int cin, int lin, const int8_t *w, const int32_t *b,
+static void tml_conv1d(const tml_q7_t *x, int cin, int lin, const tml_q7_t *w, const int32_t *b,
                        int cout, int k, int stride, int pad, int groups, int shift, int relu,
                        tml_q7_t *y, int lout)
 {
@@ -47,13 +47,13 @@ static void tml_conv1d(const tml_q7_t *x, int cin, int lin, const int8_t *w, con
     int o, t, ci, j;
     for (o = 0; o < cout; ++o) {
         const int c0 = (o / cout_g) * cin_g;
-        const int8_t *wo = w + (long)o * cin_g * k;
+        const tml_q7_t *wo = w + (long)o * cin_g * k;
         for (t = 0; t < lout; ++t) {
             int32_t acc = b[o];
             const int start = t * stride - pad;
             for (ci = 0; ci < cin_g; ++ci) {
                 const tml_q7_t *xc = x + (long)(c0 + ci) * lin;
-                const int8_t *wc = wo + ci * k;
+                const tml_q7_t *wc = wo + ci * k;
                 for (j = 0; j < k; ++j) {
                     const int p = start + j;
                     if (p >= 0 && p < lin) {
@@ -67,13 +67,13 @@ static void tml_conv1d(const tml_q7_t *x, int cin, int lin, const int8_t *w, con
 }
 """,
     "linear": r"""
-static void tml_linear(const tml_q7_t *x, int nin, const int8_t *w, const int32_t *b, int nout,
+static void tml_linear(const tml_q7_t *x, int nin, const tml_q7_t *w, const int32_t *b, int nout,
                        int shift, int relu, tml_q7_t *y)
 {
     int o, i;
     for (o = 0; o < nout; ++o) {
         int32_t acc = b[o];
-        const int8_t *wo = w + (long)o * nin;
+        const tml_q7_t *wo = w + (long)o * nin;
         for (i = 0; i < nin; ++i) {
             acc += (int32_t)x[i] * (int32_t)wo[i];
         }
