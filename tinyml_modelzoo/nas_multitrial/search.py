@@ -54,6 +54,8 @@ DEFAULT_DB_NAME = "study.db"
 
 @dataclass(frozen=True)
 class MultiTrialResult:
+    """``rows``/``frontier``: one dict per trial (the CSV columns plus ``spec``, the candidate's
+    ``ModelSpec.to_dict()`` as JSON); ``best_row`` is JSON-safe (no ``spec``, NaN -> None)."""
     best_spec: ModelSpec
     best_row: dict
     rows: tuple[dict, ...]
@@ -374,10 +376,8 @@ def _finish(setup: SearchSetup, features, out_dir: Path, rows: list[dict], secon
              "val acc %.3f, %d params, %s", len(rows), seconds, " (stopped early)" if stopped else "",
              len(frontier), best["trial"], why.replace("_", " "), best["accuracy"], best["params"],
              best["architecture"])
-    public = [{k: v for k, v in r.items() if k != "spec"} for r in rows]
     best_row = _json_safe({k: v for k, v in best.items() if k != "spec"})
-    return MultiTrialResult(ModelSpec.from_dict(json.loads(best["spec"])), best_row, tuple(public),
-                            tuple({k: v for k, v in r.items() if k != "spec"} for r in frontier),
+    return MultiTrialResult(ModelSpec.from_dict(json.loads(best["spec"])), best_row, tuple(rows), tuple(frontier),
                             seconds, len(rows), stopped, {k: Path(v) for k, v in files.items()})
 
 

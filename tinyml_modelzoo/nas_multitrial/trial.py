@@ -63,13 +63,11 @@ class SearchSetup:
                      latency_weight=n.latency_weight, param_range=self.param_range, latency_target=n.latency_target)
 
 
-CONSTRAINT_KEYS = ("params_below_range", "params_above_range", "latency_over_target", "invalid")
-
-
-def set_constraints(trial: optuna.Trial, violations: list[float]) -> None:
-    """Record the candidate's constraint values (> 0: violated) for constraint-aware samplers."""
-    for key, value in zip(CONSTRAINT_KEYS, violations):
-        trial.set_constraint(key, value)
+def set_violation(trial: optuna.Trial, violation: float) -> None:
+    """Record how far the candidate is outside the constraints (0: feasible) for constraint-aware
+    samplers. TPE and NSGA-II both rank infeasible trials by their summed violation, so one value
+    (relative overshoot of param_range / latency_target, 1 for an invalid candidate) is enough."""
+    trial.set_constraint("violation", violation)
 
 
 def fit_settings(cfg: TrainingConfig, epochs: int, seed: int, time_domain: bool) -> FitSettings:
@@ -117,28 +115,29 @@ class TrialObjective:
     def __call__(self, trial: optuna.Trial):
         self._check_not_surplus(trial)
         setup = self.setup
-        trial.set_user_attr("worker", worker_id())
         params = self.space.suggest(trial)      # always sampled, so every trial has a full parameter set
         warm = trial.user_attrs.get(WARM_START_ATTR)
         if warm:
             spec = ModelSpec.from_dict(json.loads(warm))
         else:
             spec = self.space.build_spec(params, self.shape[1], name=f"NAS_trial{trial.number}")
-        trial.set_user_attr("architecture", describe(spec))
-        trial.set_user_attr("spec", json.dumps(spec.to_dict()))
+        # Few, batched attribute writes: every write is one storage transaction.
+        candidate = {"architecture": describe(spec), "spec": json.dumps(spec.to_dict()), "worker": worker_id(),
+                     "params": 0, "macs": 0, "latency_us": None}
         torch.manual_seed(setup.seed + trial.number)     # a trial's weights depend only on its number
         try:
             model = build_model(spec, *self.shape, self.num_classes)
         except ValueError as exc:
-            return self._reject(trial, f"cannot be built: {exc}", 0, 0, float("nan"), invalid=True)
+            trial.set_user_attr("candidate", candidate)
+            return self._reject(trial, f"cannot be built: {exc}", 0, float("nan"), invalid=True)
         cost = profile_model(model, self.shape)
         latency = estimate_latency(cost.macs, cost.params, setup.device_info, setup.npu)
-        for key, value in (("params", cost.params), ("macs", cost.macs), ("latency_us", latency)):
-            trial.set_user_attr(key, value if value == value else None)
+        candidate.update(params=cost.params, macs=cost.macs, latency_us=latency if latency == latency else None)
+        trial.set_user_attr("candidate", candidate)
         reason = self._constraint_reason(spec, model, cost.params, latency)
         if reason:
-            return self._reject(trial, reason, cost.params, cost.macs, latency, invalid="NPU" in reason)
-        set_constraints(trial, [0.0] * len(CONSTRAINT_KEYS))
+            return self._reject(trial, reason, cost.params, latency, invalid=reason.startswith("not NPU"))
+        set_violation(trial, 0.0)
         return self._train(trial, model, cost.params, latency)
 
     # -- steps -----------------------------------------------------------------------------------
@@ -165,18 +164,15 @@ class TrialObjective:
                 return "not NPU-valid: " + "; ".join(problems)
         return ""
 
-    def _reject(self, trial: optuna.Trial, reason: str, params: int, macs: int, latency: float, *, invalid: bool):
+    def _reject(self, trial: optuna.Trial, reason: str, params: int, latency: float, *, invalid: bool):
         low, high = self.setup.param_range
         target = self.setup.nas.latency_target
-        violations = [max(0.0, (low - params) / max(low, 1)) if params else 0.0,
-                      max(0.0, (params - high) / max(high, 1)),
-                      max(0.0, (latency - target) / target) if target and latency == latency else 0.0,
-                      1.0 if invalid else 0.0]
-        if not any(v > 0 for v in violations):
-            violations[3] = 1.0
-        set_constraints(trial, violations)
-        trial.set_user_attr("state", REJECTED)
-        trial.set_user_attr("reason", reason)
+        violation = (max(0.0, (low - params) / max(low, 1)) if params else 0.0) + \
+            max(0.0, (params - high) / max(high, 1)) + \
+            (max(0.0, (latency - target) / target) if target and latency == latency else 0.0) + \
+            (1.0 if invalid or not params else 0.0)
+        set_violation(trial, violation)
+        trial.set_user_attr("result", {"state": REJECTED, "reason": reason})
         if self.setup.multi_objective:
             values = (0.0, float(params))
             return values + (latency if latency == latency else 0.0,) if self.setup.use_latency else values
@@ -195,18 +191,14 @@ class TrialObjective:
                 return
             trial.report(best[0], record.epoch)
             if record.epoch < epochs and trial.should_prune():
-                trial.set_user_attr("state", PRUNED)
-                trial.set_user_attr("accuracy", best[0])
-                trial.set_user_attr("epochs", record.epoch)
-                trial.set_user_attr("seconds", time.perf_counter() - start)
+                trial.set_user_attr("result", {"state": PRUNED, "accuracy": best[0], "epochs": record.epoch,
+                                               "seconds": time.perf_counter() - start})
                 raise optuna.TrialPruned(f"val accuracy {best[0]:.3f} after epoch {record.epoch}")
 
         result = fit(model, self.x_train, self.y_train, self.x_val, self.y_val, settings, on_epoch=on_epoch)
         accuracy = float(result.best_val_accuracy)
-        trial.set_user_attr("state", COMPLETE)
-        trial.set_user_attr("accuracy", accuracy)
-        trial.set_user_attr("epochs", len(result.history))
-        trial.set_user_attr("seconds", time.perf_counter() - start)
+        trial.set_user_attr("result", {"state": COMPLETE, "accuracy": accuracy, "epochs": len(result.history),
+                                       "seconds": time.perf_counter() - start})
         if setup.multi_objective:
             values = (accuracy, float(params))
             return values + (latency if latency == latency else 0.0,) if setup.use_latency else values
@@ -215,20 +207,20 @@ class TrialObjective:
 
 def row_from_trial(trial: FrozenTrial, setup: SearchSetup) -> Optional[dict]:
     """The result row of a finished trial (None for running, waiting, failed or surplus ones)."""
-    attrs = trial.user_attrs
-    if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or "architecture" not in attrs:
+    candidate, result = trial.user_attrs.get("candidate"), trial.user_attrs.get("result") or {}
+    if trial.state not in (TrialState.COMPLETE, TrialState.PRUNED) or not candidate:
         return None
-    state = PRUNED if trial.state == TrialState.PRUNED else attrs.get("state", COMPLETE)
-    accuracy = attrs.get("accuracy")
-    params, latency = int(attrs.get("params") or 0), attrs.get("latency_us")
-    latency = float("nan") if latency is None else float(latency)
+    state = PRUNED if trial.state == TrialState.PRUNED else result.get("state", COMPLETE)
+    accuracy = result.get("accuracy")
+    params, latency = int(candidate["params"]), candidate.get("latency_us")
+    latency = float("nan") if latency is None else round(float(latency), 1)
     trained = state == COMPLETE and accuracy is not None
-    return {"trial": trial.number, "state": state, "params": params, "macs": int(attrs.get("macs") or 0),
+    return {"trial": trial.number, "state": state, "params": params, "macs": int(candidate["macs"]),
             "latency_us": latency, "accuracy": float(accuracy) if accuracy is not None else float("nan"),
             "score": setup.score(float(accuracy), params, latency) if trained else float("nan"),
-            "epochs": int(attrs.get("epochs") or 0), "seconds": round(float(attrs.get("seconds") or 0.0), 3),
-            "warm_start": bool(attrs.get(WARM_START_ATTR)), "architecture": attrs["architecture"],
-            "reason": attrs.get("reason", ""), "worker": attrs.get("worker", ""), "spec": attrs.get("spec")}
+            "epochs": int(result.get("epochs") or 0), "seconds": round(float(result.get("seconds") or 0.0), 3),
+            "warm_start": bool(trial.user_attrs.get(WARM_START_ATTR)), "architecture": candidate["architecture"],
+            "reason": result.get("reason", ""), "worker": candidate.get("worker", ""), "spec": candidate["spec"]}
 
 
 def worker_id() -> str:
