@@ -148,3 +148,9 @@ def test_npu_ready_zoo_models_pass(name):
     model = build_model(get_model_spec(name), 1, 256, 4)
     report = check_npu(model, (1, 256), F28P55)
     assert report.ok, report.format_table()
+
+
+def test_docs_list_every_rule():
+    from pathlib import Path
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    assert all(f"`{rule.name}`" in doc for rule in RULES) and "`max_params`" in doc

@@ -99,14 +99,14 @@ def generate_c(qm: QuantizedModel, out_dir: Path, *, class_names: list[str], gol
         y = ptr(n.name)
         in_shape = qm.node(n.inputs[0]).shape
         used.append(n.op)
-        body.append(f"    /* {n.name}: {n.op} -> {tuple(n.shape)}, 2^-{n.frac} */")
+        body.append(f"    /* {n.name}: {n.op} -> {tuple(n.shape)}, 2^{-n.frac} */")
         if n.op in ("conv", "linear"):
             w = n.weight
             cin = a.get("in_channels", 0)
             if n is pad_conv:
                 w = np.concatenate([w, np.zeros((w.shape[0], pad_to - cin, w.shape[2]), np.int8)], axis=1)
                 cin = pad_to
-            weights.append(f"/* {n.name}: weights 2^-{n.weight_frac}, bias 2^-{n.frac + n.shift} */")
+            weights.append(f"/* {n.name}: weights 2^{-n.weight_frac}, bias 2^{-(n.frac + n.shift)} */")
             weights.append(f"static const tml_q7_t w_{ident}[{w.size}] = {_array(w)};")
             weights.append(f"static const int32_t b_{ident}[{n.bias.size}] = {_array(n.bias)};")
             weight_bytes += w.size + 4 * n.bias.size
@@ -169,7 +169,7 @@ def _header(qm, class_names, plan: MemoryPlan, n_in, n_out, preset, device_name)
  *
  * int8 inference of the trained network; static memory only (no malloc).
  * Input:  (C, L) = ({c}, {length}) channel-major, x_q = round(x * 2^{qm.input_frac}) saturated to [-128, 127].
- * Output: {n_out} int8 logits, logit = y_q * 2^-{qm.output_frac}.
+ * Output: {n_out} int8 logits, logit = y_q * 2^{-qm.output_frac}.
  * Not re-entrant: one static activation arena of {plan.arena_bytes} bytes.
  */
 #ifndef TINYML_MODEL_H
