@@ -37,7 +37,8 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path)
     path = Path(path)
     was_training = model.training
     model.eval()
-    x = example_input.detach().float()
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    x = example_input.detach().float().to(device)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -50,11 +51,11 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path)
                                   input_names=["input"], output_names=["logits"],
                                   dynamic_shapes=({0: torch.export.Dim("batch")},))
         with torch.no_grad():
-            expected = model(x).numpy()
+            expected = model(x).cpu().numpy()
     finally:
         model.train(was_training)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    got = session.run(None, {session.get_inputs()[0].name: x.cpu().numpy()})[0]
     return float(np.abs(got - expected).max())
 
 

@@ -158,7 +158,7 @@ static void tml_add(const tml_q7_t *a, int shift_a, const tml_q7_t *b, int shift
 {
     int i;
     for (i = 0; i < n; ++i) {
-        const int32_t acc = (int32_t)a[i] * ((int32_t)1 << shift_a) + (int32_t)b[i] * ((int32_t)1 << shift_b);
+        const int64_t acc = (int64_t)a[i] * ((int64_t)1 << shift_a) + (int64_t)b[i] * ((int64_t)1 << shift_b);
         y[i] = tml_sat(tml_rshift_round(acc, shift), relu);
     }
 }

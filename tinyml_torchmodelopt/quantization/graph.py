@@ -117,7 +117,8 @@ def trace_graph(model: nn.Module, input_shape: tuple[int, int]) -> Graph:
     model.eval()
     try:
         gm = fx.symbolic_trace(model)
-        ShapeProp(gm).propagate(torch.zeros((1, *input_shape)))
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        ShapeProp(gm).propagate(torch.zeros((1, *input_shape), device=device))
     except Exception as exc:  # fx raises many types; the message is what matters
         raise ValueError(f"cannot trace {type(model).__name__} with torch.fx: {exc}") from None
     finally:
