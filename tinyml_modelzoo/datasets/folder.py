@@ -41,17 +41,22 @@ def scan_classes(root: Path) -> tuple[tuple[str, ...], tuple[FileEntry, ...]]:
 
 
 def _class_files(folder: Path, label: int) -> list[FileEntry]:
-    skipped, files = [], []
+    hidden, subdirs, files = [], [], []
     for path in sorted(folder.iterdir()):
-        if is_junk(path.name) or path.is_dir():
-            skipped.append(path.name + ("/" if path.is_dir() else ""))
+        if is_junk(path.name):
+            hidden.append(path.name)
+        elif path.is_dir():
+            subdirs.append(path.name + "/")
         elif path.suffix.lower() not in SUPPORTED_EXTENSIONS:
             raise UserError(f"classes/{folder.name}/{path.name}: unsupported file type '{path.suffix}'; "
                             f"use one of {', '.join(SUPPORTED_EXTENSIONS)} or move the file out of classes/")
         else:
             files.append(FileEntry(f"classes/{folder.name}/{path.name}", label, path))
-    if skipped:
-        log.info("classes/%s: skipped hidden files and sub-folders: %s", folder.name, ", ".join(skipped))
+    if hidden:
+        log.info("classes/%s: skipped hidden files: %s", folder.name, ", ".join(hidden))
+    if subdirs:  # may hold data the user expects to be used: say so loudly
+        log.warning("classes/%s: skipped sub-folders (recordings must sit directly in the class folder): %s",
+                    folder.name, ", ".join(subdirs))
     if not files:
         raise UserError(f"classes/{folder.name}: empty class folder (no .csv, .txt or .npy files); "
                         "add recordings or delete the folder")

@@ -23,10 +23,10 @@ def read_recording(path: Path, name: str) -> np.ndarray:
     suffix = path.suffix.lower()
     if suffix == ".npy":
         data = _read_npy(path, name)
-        _check_finite(data, name, lambda row: f"row {row}")
+        _check_finite(data, name, lambda row: f"row {row}", [f"{c + 1}" for c in range(data.shape[1])])
     elif suffix in (".csv", ".txt"):
-        data, header_lines = _read_text(path, name)
-        _check_finite(data, name, lambda row: f"line {header_lines + row + 1}")
+        data, header_lines, columns = _read_text(path, name)
+        _check_finite(data, name, lambda row: f"line {header_lines + row + 1}", columns)
     else:
         raise UserError(f"{name}: unsupported file type '{path.suffix}'; use one of "
                         f"{', '.join(SUPPORTED_EXTENSIONS)}")
@@ -44,11 +44,12 @@ def _read_npy(path: Path, name: str) -> np.ndarray:
     if array.ndim not in (1, 2) or array.shape[0] == 0:
         raise UserError(f"{name}: .npy array has shape {array.shape}; expected (T,) or (T, C) "
                         "with T samples in time and C variables")
-    return np.asarray(array.reshape(len(array), -1), dtype=np.float32)
+    return _as_float32(array.reshape(len(array), -1).astype(np.float64))
 
 
-def _read_text(path: Path, name: str) -> tuple[np.ndarray, int]:
-    """Return the data and the number of file lines before it (leading blanks + header)."""
+def _read_text(path: Path, name: str) -> tuple[np.ndarray, int, list[str]]:
+    """Return the data, the number of file lines before it (leading blanks + header) and
+    each kept column as the user sees it in the file (``"3 ('current')"``)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (UnicodeDecodeError, OSError) as exc:
@@ -67,15 +68,15 @@ def _read_text(path: Path, name: str) -> tuple[np.ndarray, int]:
     except (pd.errors.ParserError, ValueError) as exc:
         raise UserError(f"{name}: malformed table ({exc}); every row needs the same number of "
                         f"'{sep}'-separated columns") from None
-    columns = [c for c in frame.columns if not (has_header and "time" in str(c).lower())]
-    if not columns:
+    keep = [i for i, c in enumerate(frame.columns) if not (has_header and "time" in str(c).lower())]
+    if not keep:
         raise UserError(f"{name}: no data columns (only time columns: {list(frame.columns)}); "
                         "add at least one sensor column")
     if len(frame) == 0:
         raise UserError(f"{name}: header but no data rows; remove the file or add samples")
-    frame = frame[columns]
+    columns = [f"{i + 1} ('{frame.columns[i]}')" if has_header else f"{i + 1}" for i in keep]
     header_lines = first + (1 if has_header else 0)
-    return _to_float(frame, name, header_lines), header_lines
+    return _to_float(frame.iloc[:, keep], name, header_lines, columns, sep), header_lines, columns
 
 
 def _separator(line: str) -> str:
@@ -90,31 +91,38 @@ def _split(line: str, sep: str) -> list[str]:
     return [f.strip() for f in (line.split() if sep == r"\s+" else line.split(sep))]
 
 
-def _to_float(frame: pd.DataFrame, name: str, header_lines: int) -> np.ndarray:
+def _to_float(frame: pd.DataFrame, name: str, header_lines: int, columns: list[str], sep: str) -> np.ndarray:
     """Parse all cells at once; on failure name the first cell that is not a number."""
     strings = frame.to_numpy(dtype=str)
+    if sep == ";":  # European CSV: ';' between fields, ',' as the decimal mark
+        strings = np.char.replace(strings, ",", ".")
+    try:  # fast path: numpy parses every cell in C
+        numeric = strings.astype(np.float64)
+        if np.isfinite(numeric).all():
+            return _as_float32(numeric)
+    except ValueError:
+        pass
     numeric = pd.DataFrame(strings).apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    blank = np.char.strip(strings.astype(str)) == ""
-    nan_literal = np.isin(np.char.lower(np.char.strip(strings.astype(str))), ["nan", "+nan", "-nan"])
-    bad = (np.isnan(numeric) & ~nan_literal) | blank
+    stripped = np.char.lower(np.char.strip(strings))
+    blank = stripped == ""
+    bad = (np.isnan(numeric) & ~np.isin(stripped, ["nan", "+nan", "-nan"])) | blank
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        value = strings[row, col]
-        what = "an empty cell" if blank[row, col] else f"{value!r}, which is not a number"
-        raise UserError(f"{name}: line {header_lines + row + 1}, column {_column_name(frame, col)}: {what}; "
+        what = "an empty cell" if blank[row, col] else f"{str(strings[row, col])!r}, which is not a number"
+        raise UserError(f"{name}: line {header_lines + row + 1}, column {columns[col]}: {what}; "
                         "fix or remove that row (only numeric columns and a time column are allowed)")
-    return numeric.astype(np.float32)
+    return _as_float32(numeric)
 
 
-def _column_name(frame: pd.DataFrame, col: int) -> str:
-    label = frame.columns[col]
-    return f"{col + 1}" if isinstance(label, (int, np.integer)) else f"{col + 1} ('{label}')"
+def _as_float32(values: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # values beyond float32 become inf and are reported by _check_finite
+        return values.astype(np.float32)
 
 
-def _check_finite(data: np.ndarray, name: str, where) -> None:
+def _check_finite(data: np.ndarray, name: str, where, columns: list[str]) -> None:
     """NaN/inf (also float32 overflow) → error naming the first bad sample; ``where(row)`` words its place."""
     finite = np.isfinite(data)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        raise UserError(f"{name}: {where(row)}, column {col + 1}: value {data[row, col]} (NaN or inf; first of "
+        raise UserError(f"{name}: {where(row)}, column {columns[col]}: value {data[row, col]} is not finite (NaN or inf, or beyond the float32 range; first of "
                         f"{int((~finite).sum())}); interpolate or drop those samples, or remove the file")
