@@ -91,7 +91,8 @@ def parse_feature_preset(name: str) -> FeaturePlan:
     n, f, k, kind = int(match["n"]), int(match["f"]), int(match["k"]), match["kind"].upper()
     if k == 0 or n % k or f == 0:
         raise UserError(f"{KEY}.feature_extraction_name: {name!r}: {n} input samples do not split into {k} "
-                        f"equal frames with {f} features; use N divisible by K (e.g. {EXAMPLES[2]})")
+                        f"equal frames with {f} features; in Generic_<N>Input_<KIND>_<F>Feature_<K>Frame N must be "
+                        f"K x frame_size and F >= 1 (e.g. {EXAMPLES[2]}: 8 frames of 128 samples)")
     rest = (match["rest"] or "").lower()
     transforms = KIND_TRANSFORMS[kind]
     if kind == "FFT" and "full_bandwidth" in rest:
