@@ -1,0 +1,65 @@
+"""DARTS search speed: seconds per epoch, training samples/s and peak RSS.
+
+1024 synthetic series (length 256, 1 channel, 3 classes), half for the weights and
+half for the alphas, batch 32. Presets use the exact arguments of the seed table.
+
+    python benchmarks/bench_nas.py --presets s m l --modes first unrolled --epochs 2
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tinyml_torchmodelopt.nas import SearchSettings, search  # noqa: E402
+
+PRESETS = {  # layers, nodes, init channels, stem multiplier, fanout (multiplier)
+    's': dict(layers=3, nodes_per_layer=4, init_channels=1, stem_multiplier=3, multiplier=4),
+    'm': dict(layers=10, nodes_per_layer=4, init_channels=1, stem_multiplier=3, multiplier=4),
+    'l': dict(layers=12, nodes_per_layer=4, init_channels=4, stem_multiplier=3, multiplier=4),
+}
+
+
+def make_data(n=1024, length=256, classes=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    t = torch.linspace(0, 1, length)
+    freq = (y.float() + 1)[:, None] * 5.0
+    x = torch.sin(2 * torch.pi * freq * t) + 0.5 * torch.randn(n, length, generator=g)
+    return x[:, None, :], y
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument('--presets', nargs='+', default=['s', 'm', 'l'], choices=sorted(PRESETS))
+    p.add_argument('--modes', nargs='+', default=['first', 'unrolled'], choices=['first', 'unrolled'])
+    p.add_argument('--epochs', type=int, default=2, help='search epochs per run (the first is warm-up)')
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--penalty', default='Memory', choices=['Memory', 'Compute', 'none'])
+    args = p.parse_args(argv)
+    x, y = make_data()
+    half = len(x) // 2
+    train = DataLoader(TensorDataset(x[:half], y[:half]), batch_size=32, shuffle=True)
+    valid = DataLoader(TensorDataset(x[half:], y[half:]), batch_size=32, shuffle=True)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
+    print(f"{'preset':6} {'mode':9} {'s/epoch':>8} {'samples/s':>10} {'peak RSS MB':>12}")
+    for preset in args.presets:
+        for mode in args.modes:
+            settings = SearchSettings(num_classes=3, epochs=args.epochs, unrolled=(mode == 'unrolled'),
+                                      optimization_mode=None if args.penalty == 'none' else args.penalty,
+                                      device=args.device, **PRESETS[preset])
+            result = search(train, valid, settings)
+            epochs = result.history[1:] or result.history  # skip warm-up epoch when possible
+            sec = sum(r.seconds for r in epochs) / len(epochs)
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"{preset:6} {mode:9} {sec:8.3f} {half / sec:10.1f} {rss:12.0f}", flush=True)
+
+
+if __name__ == '__main__':
+    main()

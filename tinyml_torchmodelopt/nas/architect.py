@@ -1,0 +1,133 @@
+"""Architecture (alpha) updates: first-order and unrolled second-order DARTS.
+
+The unrolled step (Liu et al., 2019, eq. 7-8) needs grad_alpha L_val(w', alpha)
+with w' = w - xi * grad_w L_train(w, alpha). It is computed by perturbing the
+supernet weights in place and restoring them (no deep copy, no rebuilt model):
+
+    dalpha = grad_alpha L_val(w') - xi * (grad_alpha L_train(w+) - grad_alpha L_train(w-)) / (2 eps)
+    w+- = w -+ ... = w +- eps * v,   v = grad_w' L_val(w'),   eps = 0.01 / ||v||
+
+(finite-difference Hessian-vector product). When ||v|| = 0 the second-order
+term is exactly zero and is skipped, instead of dividing by zero (the reference
+turned every weight into NaN there).
+"""
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+import torch
+from torch import nn
+
+
+class Supernet(Protocol):
+    """What the architect needs from a search network."""
+
+    def arch_parameters(self) -> list[nn.Parameter]: ...
+
+    def weights(self) -> list[nn.Parameter]: ...
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor: ...
+
+    def expected_cost(self, kind: str, normalized: bool = True) -> torch.Tensor: ...
+
+
+COST_KIND = {'Memory': 'params', 'Compute': 'macs'}
+
+
+class Architect:
+    """Updates the alphas of ``model`` with Adam (betas 0.5, 0.999).
+
+    penalty_mode: None | 'Memory' | 'Compute'; the penalty added to the
+    validation loss is ``penalty_weight * expected_cost / largest_cost``.
+    beta_decay: weight of the beta-DARTS regulariser (mean logsumexp of alphas).
+    """
+
+    def __init__(self, model: Supernet, arch_learning_rate: float = 3e-4, arch_weight_decay: float = 1e-3,
+                 unrolled: bool = False, momentum: float = 0.9, weight_decay: float = 3e-4,
+                 penalty_mode: str | None = None, penalty_weight: float = 0.0, beta_decay: float = 0.0):
+        if penalty_mode not in (None, 'Memory', 'Compute'):
+            raise ValueError(f"penalty_mode: got {penalty_mode!r}; expected None, 'Memory' or 'Compute'")
+        self.model = model
+        self.unrolled = unrolled
+        self.momentum, self.weight_decay = momentum, weight_decay
+        self.penalty_mode, self.penalty_weight, self.beta_decay = penalty_mode, penalty_weight, beta_decay
+        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=arch_learning_rate,
+                                          betas=(0.5, 0.999), weight_decay=arch_weight_decay)
+        self.last_val_loss = 0.0
+
+    # -- regularisers -----------------------------------------------------------
+    def regularizer(self) -> torch.Tensor:
+        """Penalty (+ beta-decay) as a differentiable function of the alphas only."""
+        alphas = self.model.arch_parameters()
+        total = alphas[0].new_zeros(())
+        if self.penalty_mode is not None and self.penalty_weight > 0:
+            total = total + self.penalty_weight * self.model.expected_cost(COST_KIND[self.penalty_mode])
+        if self.beta_decay > 0:
+            total = total + self.beta_decay * torch.stack([torch.logsumexp(a, -1).mean() for a in alphas]).mean()
+        return total
+
+    # -- step -------------------------------------------------------------------
+    def step(self, x_train, y_train, x_valid, y_valid, eta: float,
+             weight_optimizer: torch.optim.Optimizer | None = None) -> torch.Tensor:
+        """One alpha update; returns the validation logits-free loss (detached)."""
+        alphas = self.model.arch_parameters()
+        if self.unrolled:
+            grads, val_loss = self.unrolled_gradient(x_train, y_train, x_valid, y_valid, eta, weight_optimizer)
+        else:
+            val_loss = self.model.loss(x_valid, y_valid)
+            grads = list(torch.autograd.grad(val_loss, alphas))
+        reg = self.regularizer()
+        if reg.requires_grad:
+            grads = [g + r for g, r in zip(grads, torch.autograd.grad(reg, alphas))]
+        for a, g in zip(alphas, grads):
+            a.grad = g
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.last_val_loss = float(val_loss.detach())
+        return val_loss.detach()
+
+    def unrolled_gradient(self, x_train, y_train, x_valid, y_valid, eta: float,
+                          weight_optimizer: torch.optim.Optimizer | None = None):
+        """Second-order DARTS gradient w.r.t. the alphas (weights are restored afterwards)."""
+        model, alphas, weights = self.model, self.model.arch_parameters(), self.model.weights()
+        # virtual step w' = w - eta * (momentum_buffer * mu + grad + wd * w), as SGD would do
+        g_train = torch.autograd.grad(model.loss(x_train, y_train), weights)
+        with torch.no_grad():
+            step = [g + self.weight_decay * w for g, w in zip(g_train, weights)]
+            if weight_optimizer is not None:
+                for s, w in zip(step, weights):
+                    buf = weight_optimizer.state.get(w, {}).get('momentum_buffer')
+                    if buf is not None:
+                        s.add_(buf, alpha=self.momentum)
+            backup = [w.detach().clone() for w in weights]
+            torch._foreach_add_(weights, step, alpha=-eta)
+        try:
+            val_loss = model.loss(x_valid, y_valid)
+            grads = torch.autograd.grad(val_loss, alphas + weights)
+            d_alpha, v = list(grads[:len(alphas)]), grads[len(alphas):]
+            implicit = self._hessian_vector_product(v, backup, x_train, y_train)
+            if implicit is not None:
+                d_alpha = [d - eta * h for d, h in zip(d_alpha, implicit)]
+        finally:
+            with torch.no_grad():
+                for w, b in zip(weights, backup):
+                    w.copy_(b)
+        return d_alpha, val_loss
+
+    def _hessian_vector_product(self, v: Sequence[torch.Tensor], w0: Sequence[torch.Tensor],
+                                x, y, r: float = 1e-2):
+        """(grad_a L(w0 + eps v) - grad_a L(w0 - eps v)) / (2 eps), eps = r / ||v||; None if v == 0."""
+        model, alphas, weights = self.model, self.model.arch_parameters(), self.model.weights()
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in v]))
+        if not torch.isfinite(norm) or float(norm) == 0.0:
+            return None
+        eps = r / float(norm)
+        with torch.no_grad():
+            for w, b, d in zip(weights, w0, v):
+                w.copy_(b).add_(d, alpha=eps)
+        g_pos = torch.autograd.grad(model.loss(x, y), alphas)
+        with torch.no_grad():
+            for w, b, d in zip(weights, w0, v):
+                w.copy_(b).add_(d, alpha=-eps)
+        g_neg = torch.autograd.grad(model.loss(x, y), alphas)
+        return [(p - n) / (2 * eps) for p, n in zip(g_pos, g_neg)]

@@ -1,0 +1,475 @@
+"""The search supernet: every edge is a softmax(alpha)-weighted mixture of ops.
+
+Fast evaluation (the point of this module). DARTS evaluates each edge's ops one
+by one: hundreds of tiny kernels per cell. Here, for every cell state ``s_j``
+that feeds later nodes:
+
+* ONE Conv1d computes every ``conv_bn_relu_k`` op of every outgoing edge (and,
+  for stride-2 states, every factorized-reduce 1x1 conv): the k=3/5/7 kernels
+  are zero-padded (centred) to the largest kernel and stacked along the output
+  channels; a fixed mask keeps the padding taps exactly zero;
+* ONE batch norm over all those channels (batch norm is per channel, so this is
+  exact), one ReLU;
+* max/avg pool and identity are computed once and shared by all edges of s_j;
+* 'none' is skipped (it contributes zero);
+* one batched matmul with a (edges x candidates) matrix built from the softmax
+  weights adds the candidates of all outgoing edges into their target nodes.
+
+Ops outside these families (sep/dil convs) fall back to one module per edge.
+``forward(x, naive=True)`` evaluates the same weights op by op (the reference
+DARTS mixture) and is used by the tests to check the fast path.
+
+Search BN layers use batch statistics only (``affine=False``, no running stats),
+as is usual for the DARTS supernet.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..profile import profile_model
+from .genotypes import PRIMITIVES_CNN, Genotype_CNN
+from .model import make_classifier, make_preprocess, make_stem, reduction_layers
+from .operations import CONV_KERNELS, OPS, check_primitives
+
+
+def node_offsets(steps: int) -> list[int]:
+    """Index of the first edge of each node (node t has inputs 0..t+1)."""
+    offsets, n = [], 0
+    for t in range(steps):
+        offsets.append(n)
+        n += t + 2
+    return offsets
+
+
+def num_edges(steps: int) -> int:
+    return sum(t + 2 for t in range(steps))
+
+
+@dataclass(frozen=True)
+class _StatePlan:
+    """How one source state s_j of a cell is expanded into candidates."""
+    j: int
+    stride: int
+    first_target: int
+    n_edges: int
+    n_conv: int  # conv kernel groups (len(kernels)) in the fused conv
+    fused_fr: bool  # factorized reduce folded into the fused conv
+    generic: tuple[str, ...]  # ops evaluated per edge
+    shared: tuple[str, ...]  # parameter-free candidates shared by all edges ('skip', 'max', 'avg')
+
+    @property
+    def n_fused(self) -> int:
+        return (self.n_conv + int(self.fused_fr)) * self.n_edges
+
+    @property
+    def n_candidates(self) -> int:
+        return self.n_fused + len(self.generic) * self.n_edges + len(self.shared)
+
+
+def _plans(primitives: list[str], steps: int, reduction: bool) -> list[_StatePlan]:
+    kernels = [p for p in primitives if p in CONV_KERNELS]
+    plans = []
+    for j in range(steps + 1):
+        stride = 2 if reduction and j < 2 else 1
+        first = max(0, j - 1)
+        fr = 'skip_connect' in primitives and stride == 2
+        shared = []
+        if 'skip_connect' in primitives and stride == 1:
+            shared.append('skip_connect')
+        for p in ('max_pool_3x1', 'avg_pool_3x1'):
+            if p in primitives:
+                shared.append(p)
+        generic = tuple(p for p in primitives
+                        if p not in CONV_KERNELS and p not in ('none', 'skip_connect', 'max_pool_3x1',
+                                                               'avg_pool_3x1'))
+        plans.append(_StatePlan(j, stride, first, steps - first, len(kernels), fr, generic, tuple(shared)))
+    return plans
+
+
+def _mixing_index(primitives: list[str], steps: int, plans: list[_StatePlan]):
+    """(dst, src, sizes): dense[dst] = softmax_weights.flatten()[src], split by state.
+
+    dense for state j is a (n_edges_j, n_candidates_j) matrix in row-major order.
+    """
+    n_ops = len(primitives)
+    op_index = {p: i for i, p in enumerate(primitives)}
+    kernels = [p for p in primitives if p in CONV_KERNELS]
+    offsets = node_offsets(steps)
+    dst, src, sizes, base = [], [], [], 0
+    for plan in plans:
+        M = plan.n_candidates
+        for e in range(plan.n_edges):
+            t = plan.first_target + e
+            edge = offsets[t] + plan.j
+            row = base + e * M
+            cols: list[tuple[int, str]] = []
+            for kidx, name in enumerate(kernels):
+                cols.append((kidx * plan.n_edges + e, name))
+            if plan.fused_fr:
+                cols.append((plan.n_conv * plan.n_edges + e, 'skip_connect'))
+            for g, name in enumerate(plan.generic):
+                cols.append((plan.n_fused + g * plan.n_edges + e, name))
+            for s, name in enumerate(plan.shared):
+                cols.append((plan.n_fused + len(plan.generic) * plan.n_edges + s, name))
+            for col, name in cols:
+                dst.append(row + col)
+                src.append(edge * n_ops + op_index[name])
+        sizes.append(plan.n_edges * M)
+        base += plan.n_edges * M
+    return torch.tensor(dst, dtype=torch.long), torch.tensor(src, dtype=torch.long), sizes
+
+
+class FusedStateConv(nn.Module):
+    """All conv candidates of one source state as one Conv1d (weights masked per kernel size)."""
+
+    def __init__(self, C: int, plan: _StatePlan, kernels: list[int]):
+        super().__init__()
+        self.C, self.stride = C, plan.stride
+        groups = [k for k in kernels for _ in range(plan.n_edges)]
+        if plan.fused_fr:
+            groups += [1] * plan.n_edges
+        self.kmax = max(groups)
+        self.groups = groups
+        weight = torch.zeros(len(groups) * C, C, self.kmax)
+        mask = torch.zeros_like(weight)
+        for g, k in enumerate(groups):
+            lo = self.kmax // 2 - k // 2
+            bound = 1.0 / (C * k) ** 0.5  # nn.Conv1d default init (kaiming_uniform, a=sqrt(5))
+            weight[g * C:(g + 1) * C, :, lo:lo + k].uniform_(-bound, bound)
+            mask[g * C:(g + 1) * C, :, lo:lo + k] = 1.0
+        self.weight = nn.Parameter(weight)
+        self.register_buffer('mask', mask, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv1d(x, self.weight * self.mask, stride=self.stride, padding=self.kmax // 2)
+
+    def group_weight(self, g: int) -> torch.Tensor:
+        """Weight of candidate group g with its real kernel size (for the naive path)."""
+        k = self.groups[g]
+        lo = self.kmax // 2 - k // 2
+        return self.weight[g * self.C:(g + 1) * self.C, :, lo:lo + k]
+
+
+def _bn(x: torch.Tensor) -> torch.Tensor:
+    return F.batch_norm(x, None, None, training=True, momentum=0.0, eps=1e-5)
+
+
+def _shared_op(name: str, x: torch.Tensor, stride: int) -> torch.Tensor:
+    if name == 'skip_connect':
+        return x
+    if name == 'max_pool_3x1':
+        return F.max_pool1d(x, 3, stride, 1)
+    return F.avg_pool1d(x, 3, stride, 1, count_include_pad=False)
+
+
+class SearchCell(nn.Module):
+    def __init__(self, primitives: list[str], C_prev_prev: int, C_prev: int, C: int,
+                 reduction: bool, reduction_prev: bool, steps: int, multiplier: int):
+        super().__init__()
+        self.reduction, self.C, self.steps, self.multiplier = reduction, C, steps, multiplier
+        self.primitives = primitives
+        self.preprocess0, self.preprocess1 = make_preprocess(C_prev_prev, C_prev, C, reduction_prev,
+                                                             affine=False)
+        self.plans = _plans(primitives, steps, reduction)
+        self.kernels = [CONV_KERNELS[p] for p in primitives if p in CONV_KERNELS]
+        self.fused = nn.ModuleList()
+        self.generic = nn.ModuleList()
+        for plan in self.plans:
+            has_fused = plan.n_fused > 0
+            self.fused.append(FusedStateConv(C, plan, self.kernels) if has_fused else nn.Identity())
+            self.generic.append(nn.ModuleList(
+                OPS[name](C, plan.stride, False) for name in plan.generic for _ in range(plan.n_edges)))
+
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: list[torch.Tensor]) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        partial: list[list[torch.Tensor]] = [[] for _ in range(self.steps)]
+        for plan, fused, generic, W in zip(self.plans, self.fused, self.generic, mixing):
+            x = states[plan.j]
+            parts = []
+            if plan.n_fused:
+                y = _bn(fused(x))
+                N, _, L = y.shape
+                n_relu = plan.n_conv * plan.n_edges * self.C
+                if plan.fused_fr:
+                    parts.append(F.relu(y[:, :n_relu]).view(N, plan.n_conv * plan.n_edges, -1))
+                    parts.append(y[:, n_relu:].view(N, plan.n_edges, -1))
+                else:
+                    parts.append(F.relu(y).view(N, plan.n_conv * plan.n_edges, -1))
+            for op in generic:
+                parts.append(op(x).flatten(1).unsqueeze(1))
+            for name in plan.shared:
+                parts.append(_shared_op(name, x, plan.stride).flatten(1).unsqueeze(1))
+            Z = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            contrib = torch.matmul(W.view(plan.n_edges, -1), Z)  # (N, n_edges, C*L)
+            for e, piece in enumerate(contrib.unbind(1)):
+                partial[plan.first_target + e].append(piece)
+            if plan.j >= 1:  # node t = j-1 has inputs 0..j: all processed now
+                t = plan.j - 1
+                node = partial[t][0]
+                for p in partial[t][1:]:
+                    node = node + p
+                states.append(node.view(node.shape[0], self.C, -1))
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+    # -- reference path: op-by-op DARTS mixture on the same weights -------------
+    def forward_naive(self, s0, s1, weights: torch.Tensor) -> torch.Tensor:
+        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        offsets = node_offsets(self.steps)
+        kernels = [p for p in self.primitives if p in CONV_KERNELS]
+        for t in range(self.steps):
+            total = 0
+            for j in range(t + 2):
+                plan, fused, generic = self.plans[j], self.fused[j], self.generic[j]
+                e_local = t - plan.first_target
+                w = weights[offsets[t] + j]
+                x = states[j]
+                for o, name in enumerate(self.primitives):
+                    if name == 'none':
+                        continue  # Zero op: contributes exactly 0
+                    if name in CONV_KERNELS:
+                        g = kernels.index(name) * plan.n_edges + e_local
+                        k = CONV_KERNELS[name]
+                        out = F.relu(_bn(F.conv1d(x, fused.group_weight(g), stride=plan.stride, padding=k // 2)))
+                    elif name == 'skip_connect' and plan.stride == 2:
+                        g = plan.n_conv * plan.n_edges + e_local
+                        out = _bn(F.conv1d(x, fused.group_weight(g), stride=2))
+                    elif name in plan.generic:
+                        out = generic[plan.generic.index(name) * plan.n_edges + e_local](x)
+                    else:
+                        out = _shared_op(name, x, plan.stride)
+                    total = total + w[o] * out
+            states.append(total)
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+
+class SearchNetwork(nn.Module):
+    """The DARTS supernet. Implements the :class:`~.architect.Supernet` protocol.
+
+    ``input_length`` (samples per series) is needed only for :meth:`expected_cost`.
+    """
+
+    def __init__(self, C: int, num_classes: int, layers: int, in_channels: int = 1,
+                 with_input_batchnorm: bool = True, nodes_per_layer: int = 4, multiplier: int = 4,
+                 stem_multiplier: int = 3, primitives=None, input_length: int | None = None,
+                 cost_temperature: float = 0.2, keep_temperature: float = 0.1):
+        super().__init__()
+        if layers < 3:
+            raise ValueError(f"layers must be >= 3, got {layers}")
+        if not 1 <= multiplier <= nodes_per_layer:
+            raise ValueError(f"multiplier must be in [1, nodes_per_layer={nodes_per_layer}], got {multiplier}")
+        self.primitives = check_primitives(PRIMITIVES_CNN if primitives is None else primitives)
+        self.config = dict(C=C, num_classes=num_classes, layers=layers, in_channels=in_channels,
+                           with_input_batchnorm=with_input_batchnorm, nodes_per_layer=nodes_per_layer,
+                           multiplier=multiplier, stem_multiplier=stem_multiplier)
+        self.steps, self.multiplier = nodes_per_layer, multiplier
+        self.input_length = input_length
+        self.cost_temperature, self.keep_temperature = cost_temperature, keep_temperature
+        C_stem = stem_multiplier * C
+        self.stem = make_stem(in_channels, C_stem, with_input_batchnorm)
+        C_pp, C_p, C_curr = C_stem, C_stem, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        reductions = reduction_layers(layers)
+        for i in range(layers):
+            reduction = i in reductions
+            if reduction:
+                C_curr *= 2
+            self.cells.append(SearchCell(self.primitives, C_pp, C_p, C_curr, reduction, reduction_prev,
+                                         nodes_per_layer, multiplier))
+            reduction_prev = reduction
+            C_pp, C_p = C_p, multiplier * C_curr
+        self.classifier = make_classifier(C_p, num_classes)
+        n_e, n_o = num_edges(nodes_per_layer), len(self.primitives)
+        self.alphas_normal = nn.Parameter(1e-3 * torch.randn(n_e, n_o))
+        self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(n_e, n_o))
+        for kind, cell in (('normal', next(c for c in self.cells if not c.reduction)),
+                           ('reduce', next(c for c in self.cells if c.reduction))):
+            dst, src, sizes = _mixing_index(self.primitives, nodes_per_layer, cell.plans)
+            self.register_buffer(f'_dst_{kind}', dst, persistent=False)
+            self.register_buffer(f'_src_{kind}', src, persistent=False)
+            setattr(self, f'_sizes_{kind}', sizes)
+        self._cost_cache: dict = {}
+
+    # -- Supernet protocol ------------------------------------------------------
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alphas_normal, self.alphas_reduce]
+
+    def named_weights(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.named_parameters() if not n.startswith('alphas_')]
+
+    def weights(self) -> list[nn.Parameter]:
+        return [p for _, p in self.named_weights()]
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy; the detached logits are kept in ``last_logits`` for metrics."""
+        logits = self(x)
+        self.last_logits = logits.detach()
+        return F.cross_entropy(logits, y)
+
+    # -- forward ----------------------------------------------------------------
+    def _mixing(self, kind: str) -> list[torch.Tensor]:
+        w = F.softmax(getattr(self, f'alphas_{kind}'), dim=-1)
+        dst, src = getattr(self, f'_dst_{kind}'), getattr(self, f'_src_{kind}')
+        sizes = getattr(self, f'_sizes_{kind}')
+        dense = w.new_zeros(sum(sizes)).index_put((dst,), w.flatten()[src])
+        return list(dense.split(sizes))
+
+    def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
+        """Logits (N, num_classes) for x of shape (N, C, L) or (N, C, L, 1)."""
+        s0 = s1 = self.stem(x)
+        if naive:
+            wn, wr = F.softmax(self.alphas_normal, -1), F.softmax(self.alphas_reduce, -1)
+            for cell in self.cells:
+                s0, s1 = s1, cell.forward_naive(s0, s1, wr if cell.reduction else wn)
+        else:
+            mix = {'normal': self._mixing('normal'), 'reduce': self._mixing('reduce')}
+            for cell in self.cells:
+                s0, s1 = s1, cell(s0, s1, mix['reduce' if cell.reduction else 'normal'])
+        return self.classifier(s1)
+
+    # -- derivation -------------------------------------------------------------
+    def genotype(self, alphas_normal: torch.Tensor | None = None,
+                 alphas_reduce: torch.Tensor | None = None) -> Genotype_CNN:
+        an = self.alphas_normal if alphas_normal is None else alphas_normal
+        ar = self.alphas_reduce if alphas_reduce is None else alphas_reduce
+        return derive_genotype(F.softmax(an.detach(), -1), F.softmax(ar.detach(), -1),
+                               self.primitives, self.steps, self.multiplier)
+
+    # -- differentiable cost ----------------------------------------------------
+    def cost_tables(self, kind: str):
+        """(fixed, per_edge_normal, per_edge_reduce) in units of ``kind`` ('params' | 'macs').
+
+        per_edge_* are (n_edges, n_ops) tensors summed over all cells of that type;
+        the costs come from :func:`profile_model` of the very modules the derived
+        network will contain (final-model BN is affine).
+        """
+        if self.input_length is None:
+            raise ValueError("expected_cost needs input_length (set SearchNetwork.input_length)")
+        key = (kind, self.input_length)
+        if key not in self._cost_cache:
+            self._cost_cache[key] = _cost_tables(self.primitives, self.steps, kind, self.input_length,
+                                                 **self.config)
+        return self._cost_cache[key]
+
+    def expected_cost(self, kind: str, normalized: bool = True) -> torch.Tensor:
+        """Expected params/MACs of the derived model as a differentiable function of alphas.
+
+        Per edge: P(edge kept among the top-2 inputs of its node) x the
+        softmax-over-non-'none'-ops weighted op cost; plus the fixed costs (stem,
+        preprocessing, classifier). ``normalized`` divides by the largest
+        derivable cost so the penalty lies in [0, 1].
+        """
+        fixed, cn, cr, largest = self.cost_tables(kind)
+        total = fixed + _expected_edges(self.alphas_normal, cn.to(self.alphas_normal), self.primitives,
+                                        self.steps, self.cost_temperature, self.keep_temperature)
+        total = total + _expected_edges(self.alphas_reduce, cr.to(self.alphas_reduce), self.primitives,
+                                        self.steps, self.cost_temperature, self.keep_temperature)
+        return total / largest if normalized else total
+
+    def cost_range(self, kind: str) -> tuple[float, float]:
+        """(smallest, largest) cost of any derivable genotype."""
+        fixed, cn, cr, largest = self.cost_tables(kind)
+        return fixed + _extreme(cn, self.primitives, self.steps, min) + _extreme(cr, self.primitives,
+                                                                                 self.steps, min), largest
+
+
+def derive_genotype(weights_normal: torch.Tensor, weights_reduce: torch.Tensor, primitives: list[str],
+                    steps: int, multiplier: int) -> Genotype_CNN:
+    """DARTS derivation: per node keep the 2 inputs whose best non-'none' op is strongest."""
+    none = primitives.index('none') if 'none' in primitives else -1
+
+    def parse(w: torch.Tensor):
+        gene, offsets = [], node_offsets(steps)
+        for t in range(steps):
+            cands = []
+            for j in range(t + 2):
+                row = w[offsets[t] + j].tolist()
+                best = max((o for o in range(len(primitives)) if o != none), key=lambda o: row[o])
+                cands.append((-row[best], j, primitives[best]))
+            chosen = sorted(cands)[:2]
+            gene += [(name, j) for _, j, name in sorted(chosen, key=lambda c: c[1])]
+        return gene
+
+    concat = list(range(2 + steps - multiplier, 2 + steps))
+    return Genotype_CNN(parse(weights_normal), concat, parse(weights_reduce), concat)
+
+
+def _keep_probability(strength: torch.Tensor, steps: int, temperature: float) -> torch.Tensor:
+    """P(edge among the top-2 inputs of its node) under Plackett-Luce sampling."""
+    out, offsets = [], node_offsets(steps)
+    for t in range(steps):
+        s = strength[offsets[t]:offsets[t] + t + 2]
+        if t == 0:  # both inputs are always kept
+            out.append(torch.ones_like(s))
+            continue
+        p = F.softmax(torch.log(s.clamp_min(1e-12)) / temperature, dim=0)
+        r = p / (1 - p).clamp_min(1e-6)
+        out.append(p * (1 + r.sum() - r))
+    return torch.cat(out)
+
+
+def _expected_edges(alphas: torch.Tensor, cost: torch.Tensor, primitives: list[str], steps: int,
+                    cost_temperature: float, keep_temperature: float) -> torch.Tensor:
+    keep_ops = [i for i, p in enumerate(primitives) if p != 'none']
+    idx = torch.tensor(keep_ops, device=alphas.device)
+    w = F.softmax(alphas, dim=-1)[:, idx]
+    strength = w.max(dim=-1).values
+    q = F.softmax(alphas[:, idx] / cost_temperature, dim=-1)
+    per_edge = (q * cost[:, idx]).sum(-1)
+    return (_keep_probability(strength, steps, keep_temperature) * per_edge).sum()
+
+
+def _extreme(cost: torch.Tensor, primitives: list[str], steps: int, pick) -> float:
+    keep = [i for i, p in enumerate(primitives) if p != 'none']
+    total, offsets = 0.0, node_offsets(steps)
+    for t in range(steps):
+        per_edge = [pick(float(cost[offsets[t] + j, o]) for o in keep) for j in range(t + 2)]
+        total += sum(sorted(per_edge, reverse=(pick is max))[:2])
+    return total
+
+
+@lru_cache(maxsize=4096)
+def _op_cost(name: str, C: int, stride: int, length: int, kind: str) -> int:
+    prof = profile_model(OPS[name](C, stride, True), (C, length))
+    return prof.params if kind == 'params' else prof.macs
+
+
+def _module_cost(module: nn.Module, shape: tuple[int, int], kind: str) -> int:
+    prof = profile_model(module, shape)
+    return prof.params if kind == 'params' else prof.macs
+
+
+def _cost_tables(primitives, steps, kind, length, *, C, num_classes, layers, in_channels,
+                 with_input_batchnorm, nodes_per_layer, multiplier, stem_multiplier):
+    n_e, n_o = num_edges(steps), len(primitives)
+    C_stem = stem_multiplier * C
+    fixed = _module_cost(make_stem(in_channels, C_stem, with_input_batchnorm), (in_channels, length), kind)
+    cn, cr = torch.zeros(n_e, n_o, dtype=torch.float64), torch.zeros(n_e, n_o, dtype=torch.float64)
+    C_pp, C_p, C_curr = C_stem, C_stem, C
+    L_pp, L_p = length, length
+    reductions, reduction_prev = reduction_layers(layers), False
+    offsets = node_offsets(steps)
+    for i in range(layers):
+        reduction = i in reductions
+        if reduction:
+            C_curr *= 2
+        pre0, pre1 = make_preprocess(C_pp, C_p, C_curr, reduction_prev)
+        fixed += _module_cost(pre0, (C_pp, L_pp), kind) + _module_cost(pre1, (C_p, L_p), kind)
+        table = cr if reduction else cn
+        for t in range(steps):
+            for j in range(t + 2):
+                stride = 2 if reduction and j < 2 else 1
+                for o, name in enumerate(primitives):
+                    table[offsets[t] + j, o] += _op_cost(name, C_curr, stride, L_p, kind)
+        L_out = (L_p + 1) // 2 if reduction else L_p
+        reduction_prev = reduction
+        C_pp, C_p = C_p, multiplier * C_curr
+        L_pp, L_p = L_p, L_out
+    fixed += _module_cost(make_classifier(C_p, num_classes), (C_p, L_p), kind)
+    largest = fixed + _extreme(cn, primitives, steps, max) + _extreme(cr, primitives, steps, max)
+    return float(fixed), cn, cr, float(largest)

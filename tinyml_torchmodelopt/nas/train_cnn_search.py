@@ -1,0 +1,326 @@
+"""The DARTS search loop: weights on the train loader, alphas on the valid loader.
+
+``search(train_loader, valid_loader, settings)`` returns a frozen
+:class:`SearchResult`; ``search_and_get_model(args)`` is the argparse-style
+entry point of the seed README and returns the untrained final ``NetworkCnn``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ..profile import profile_model
+from .architect import COST_KIND, Architect
+from .genotypes import PRIMITIVES_CNN, Genotype_CNN, genotype_from_dict, genotype_to_dict
+from .model import NetworkCnn
+from .model_search_cnn import SearchNetwork
+from .operations import PARAMETER_FREE
+from .utils import BatchSource, accuracy, load_checkpoint, save_checkpoint
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """Everything a search needs besides the data. Lengths/shapes come from the data."""
+    num_classes: int
+    init_channels: int = 4
+    layers: int = 3
+    in_channels: int = 1
+    with_input_batchnorm: bool = True
+    nodes_per_layer: int = 4
+    multiplier: int = 4
+    stem_multiplier: int = 3
+    primitives: tuple[str, ...] = tuple(PRIMITIVES_CNN)
+    epochs: int = 10
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    grad_clip: float = 5.0
+    arch_learning_rate: float = 3e-4
+    arch_weight_decay: float = 1e-3
+    unrolled: bool = False
+    optimization_mode: Optional[str] = None  # None | 'Memory' | 'Compute'
+    penalty_weight: float = 0.5  # weight of the normalised cost penalty (scale-free)
+    target_params: Optional[int] = None  # budget mode (Memory): adapt the weight to land here
+    target_macs: Optional[int] = None  # budget mode (Compute)
+    budget_rate: float = 0.05  # multiplicative update rate of the penalty weight per step
+    beta_decay: float = 0.0  # beta-DARTS regularisation weight (0 = off)
+    cost_temperature: float = 0.2  # sharpness of the expected op choice (0.2: rank corr. > 0.9)
+    keep_temperature: float = 0.1  # sharpness of the expected top-2 edge choice
+    seed: int = 0
+    device: str = 'cpu'
+    in_memory_max_bytes: int = 256 * 2 ** 20
+
+    def __post_init__(self):
+        if self.optimization_mode not in (None, 'Memory', 'Compute'):
+            raise ValueError(f"optimization_mode: got {self.optimization_mode!r}; expected None, 'Memory' "
+                             "or 'Compute'")
+        if self.target_params is not None and self.target_macs is not None:
+            raise ValueError("set at most one of target_params, target_macs")
+        if self.layers < 3:
+            raise ValueError(f"layers: got {self.layers}; the minimum is 3")
+        if not 1 <= self.multiplier <= self.nodes_per_layer:
+            raise ValueError(f"multiplier: got {self.multiplier}; expected 1..nodes_per_layer")
+
+    @property
+    def penalty_mode(self) -> Optional[str]:
+        if self.target_params is not None:
+            return 'Memory'
+        if self.target_macs is not None:
+            return 'Compute'
+        return self.optimization_mode
+
+    @property
+    def target(self) -> Optional[int]:
+        return self.target_params if self.target_params is not None else self.target_macs
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d['primitives'] = list(self.primitives)
+        return d
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    genotype: dict
+    params: int
+    macs: int
+    train_loss: float
+    train_accuracy: float
+    valid_loss: float
+    valid_accuracy: float
+    penalty_weight: float
+    expected_cost: Optional[float]
+    alphas_normal: list  # softmax(alpha), (edges, ops)
+    alphas_reduce: list
+    seconds: float
+    samples_per_second: float
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    genotype: Genotype_CNN
+    params: int
+    macs: int
+    history: tuple[EpochRecord, ...]
+    alphas_normal: list  # final raw alphas
+    alphas_reduce: list
+    primitives: tuple[str, ...]
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {'genotype': genotype_to_dict(self.genotype), 'params': self.params, 'macs': self.macs,
+                'history': [r.to_dict() for r in self.history], 'alphas_normal': self.alphas_normal,
+                'alphas_reduce': self.alphas_reduce, 'primitives': list(self.primitives),
+                'warnings': list(self.warnings), 'seconds': self.seconds}
+
+
+def build_final_model(settings: SearchSettings, genotype: Genotype_CNN) -> NetworkCnn:
+    return NetworkCnn(settings.init_channels, settings.num_classes, settings.layers, genotype,
+                      settings.in_channels, settings.with_input_batchnorm, settings.nodes_per_layer,
+                      settings.multiplier, settings.stem_multiplier)
+
+
+def collapse_fraction(genotype: Genotype_CNN) -> float:
+    """Share of normal-cell edges taken by parameter-free ops (DARTS collapse symptom)."""
+    return sum(op in PARAMETER_FREE for op, _ in genotype.normal) / max(1, len(genotype.normal))
+
+
+def _softmax_list(a: torch.Tensor) -> list:
+    return [[round(v, 6) for v in row] for row in F.softmax(a.detach().float().cpu(), -1).tolist()]
+
+
+def search(train_loader, valid_loader, settings: SearchSettings, *,
+           on_epoch: Callable[[EpochRecord], Any] | None = None,
+           checkpoint_path: str | os.PathLike | None = None) -> SearchResult:
+    """Bilevel DARTS search. Resumes from ``checkpoint_path`` when it exists and
+    rewrites it (atomically) after every epoch."""
+    device = torch.device(settings.device)
+    torch.manual_seed(settings.seed)
+    gen = torch.Generator().manual_seed(settings.seed)
+    train = BatchSource(train_loader, device, settings.in_memory_max_bytes)
+    valid = BatchSource(valid_loader, device, settings.in_memory_max_bytes)
+    in_channels, length = train.sample_shape
+    if in_channels != settings.in_channels:
+        raise ValueError(f"data has {in_channels} channels; settings.in_channels is {settings.in_channels}")
+
+    model = SearchNetwork(settings.init_channels, settings.num_classes, settings.layers, settings.in_channels,
+                          settings.with_input_batchnorm, settings.nodes_per_layer, settings.multiplier,
+                          settings.stem_multiplier, list(settings.primitives), input_length=length,
+                          cost_temperature=settings.cost_temperature,
+                          keep_temperature=settings.keep_temperature).to(device)
+    weights = model.weights()
+    w_opt = torch.optim.SGD(weights, settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, settings.epochs, eta_min=settings.lr_min)
+    mode = settings.penalty_mode
+    architect = Architect(model, settings.arch_learning_rate, settings.arch_weight_decay, settings.unrolled,
+                          settings.momentum, settings.weight_decay, mode,
+                          settings.penalty_weight if mode else 0.0, settings.beta_decay)
+    notes: list[str] = []
+    target = settings.target
+    if target is not None:
+        lo, hi = model.cost_range(COST_KIND[mode])
+        if not 0.8 * lo <= target <= 1.2 * hi:
+            notes.append(f"budget {target} {COST_KIND[mode]} is unreachable: derivable models cost "
+                         f"{int(lo)}..{int(hi)}; the search aims at the nearest end")
+        if architect.penalty_weight <= 0:
+            architect.penalty_weight = 0.5
+
+    history: list[EpochRecord] = []
+    start_epoch = 0
+    if checkpoint_path is not None and os.path.exists(checkpoint_path):
+        state = load_checkpoint(checkpoint_path, device)
+        model.load_state_dict(state['model'])
+        w_opt.load_state_dict(state['w_opt'])
+        architect.optimizer.load_state_dict(state['a_opt'])
+        sched.load_state_dict(state['sched'])
+        architect.penalty_weight = state['penalty_weight']
+        torch.set_rng_state(state['rng_torch'])
+        gen.set_state(state['rng_gen'])
+        history = [EpochRecord(**r) for r in state['history']]
+        start_epoch = state['epoch'] + 1
+
+    started = time.perf_counter()
+    for epoch in range(start_epoch, settings.epochs):
+        t0 = time.perf_counter()
+        lr = sched.get_last_lr()[0]
+        stats = _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target)
+        sched.step()
+        seconds = time.perf_counter() - t0
+        genotype = model.genotype()
+        prof = profile_model(build_final_model(settings, genotype), (settings.in_channels, length))
+        expected = (float(model.expected_cost(COST_KIND[mode], normalized=False)) if mode else None)
+        record = EpochRecord(epoch, genotype_to_dict(genotype), prof.params, prof.macs, stats['train_loss'],
+                             stats['train_acc'], stats['valid_loss'], stats['valid_acc'],
+                             float(architect.penalty_weight), expected, _softmax_list(model.alphas_normal),
+                             _softmax_list(model.alphas_reduce), seconds, stats['samples'] / max(seconds, 1e-9))
+        history.append(record)
+        if checkpoint_path is not None:
+            save_checkpoint({'model': model.state_dict(), 'w_opt': w_opt.state_dict(),
+                             'a_opt': architect.optimizer.state_dict(), 'sched': sched.state_dict(),
+                             'penalty_weight': float(architect.penalty_weight),
+                             'rng_torch': torch.get_rng_state(), 'rng_gen': gen.get_state(), 'epoch': epoch,
+                             'history': [r.to_dict() for r in history], 'settings': settings.to_dict()},
+                            checkpoint_path)
+        if on_epoch is not None:
+            on_epoch(record)
+
+    return _finish(model, settings, history, notes, target, mode, time.perf_counter() - started)
+
+
+def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target) -> dict:
+    model.train()
+    sums = dict(train_loss=0.0, train_correct=0, train_n=0, valid_loss=0.0, valid_correct=0, valid_n=0)
+    valid_iter = valid.batches(gen)
+    weights = model.weights()
+    kind = COST_KIND.get(architect.penalty_mode) if architect.penalty_mode else None
+    for x, y in train.batches(gen):
+        try:
+            xv, yv = next(valid_iter)
+        except StopIteration:
+            valid_iter = valid.batches(gen)
+            xv, yv = next(valid_iter)
+        vloss = architect.step(x, y, xv, yv, lr, w_opt)
+        sums['valid_loss'] += float(vloss) * len(yv)
+        sums['valid_correct'] += accuracy(model.last_logits, yv)
+        sums['valid_n'] += len(yv)
+        if target is not None:  # budget mode: multiplicative (dual) update of the penalty weight
+            with torch.no_grad():
+                ratio = float(model.expected_cost(kind, normalized=False)) / target
+            step = settings.budget_rate * max(-4.0, min(4.0, ratio - 1.0 if ratio >= 1 else 1.0 - 1.0 / ratio))
+            architect.penalty_weight = min(1e3, max(1e-4, architect.penalty_weight * math.exp(step)))
+        loss = model.loss(x, y)
+        grads = torch.autograd.grad(loss, weights)
+        for w, g in zip(weights, grads):
+            w.grad = g
+        if settings.grad_clip:
+            torch.nn.utils.clip_grad_norm_(weights, settings.grad_clip, foreach=True)
+        w_opt.step()
+        sums['train_loss'] += float(loss) * len(y)
+        sums['train_correct'] += accuracy(model.last_logits, y)
+        sums['train_n'] += len(y)
+    tn, vn = max(1, sums['train_n']), max(1, sums['valid_n'])
+    return dict(train_loss=sums['train_loss'] / tn, train_acc=sums['train_correct'] / tn,
+                valid_loss=sums['valid_loss'] / vn, valid_acc=sums['valid_correct'] / vn,
+                samples=sums['train_n'])
+
+
+def _finish(model, settings, history, notes, target, mode, seconds) -> SearchResult:
+    if not history:
+        raise ValueError("no search epochs were run (epochs must be >= 1)")
+    chosen = history[-1]
+    if target is not None:
+        key = 'params' if settings.target_params is not None else 'macs'
+        inside = [r for r in history if abs(getattr(r, key) / target - 1) <= 0.2]
+        if inside and inside[-1] is not chosen:
+            notes.append(f"final epoch missed the budget; using epoch {inside[-1].epoch}, the last within 20%")
+            chosen = inside[-1]
+        elif not inside:
+            notes.append(f"derived model has {getattr(chosen, key)} {key}, outside 20% of the budget {target}")
+    genotype = genotype_from_dict(chosen.genotype)
+    frac = collapse_fraction(genotype)
+    if frac > 0.5 and mode is None:
+        notes.append(f"possible DARTS collapse: parameter-free ops won {frac:.0%} of normal-cell edges "
+                     "(try beta_decay > 0 or fewer epochs)")
+    for n in notes:
+        warnings.warn(n, RuntimeWarning, stacklevel=3)
+    return SearchResult(genotype, chosen.params, chosen.macs, tuple(history),
+                        model.alphas_normal.detach().cpu().tolist(), model.alphas_reduce.detach().cpu().tolist(),
+                        tuple(settings.primitives), tuple(notes), seconds)
+
+
+def settings_from_args(args) -> SearchSettings:
+    """Map the argparse.Namespace of the seed README onto :class:`SearchSettings`."""
+    def get(name, default):
+        value = getattr(args, name, default)
+        return default if value is None else value
+
+    gpu = getattr(args, 'gpu', None)
+    device = get('device', None)
+    if device is None:
+        device = f'cuda:{int(gpu)}' if gpu is not None and torch.cuda.is_available() else 'cpu'
+    mode = get('nas_optimization_mode', None)
+    if isinstance(mode, str) and mode.lower() in ('none', ''):
+        mode = None
+    kw = dict(num_classes=int(args.num_classes), init_channels=int(get('nas_init_channels', 4)),
+              layers=int(get('nas_layers', 3)), in_channels=int(get('in_channels', 1)),
+              with_input_batchnorm=bool(get('with_input_batchnorm', True)),
+              nodes_per_layer=int(get('nas_nodes_per_layer', 4)), multiplier=int(get('nas_multiplier', 4)),
+              stem_multiplier=int(get('nas_stem_multiplier', 3)), epochs=int(get('nas_budget', 10)),
+              lr=float(get('lr', 0.025)), momentum=float(get('momentum', 0.9)),
+              weight_decay=float(get('weight_decay', 3e-4)), grad_clip=float(get('grad_clip', 5.0)),
+              arch_learning_rate=float(get('arch_learning_rate', 3e-4)),
+              arch_weight_decay=float(get('arch_weight_decay', 1e-3)), unrolled=bool(get('unrolled', False)),
+              optimization_mode=mode, seed=int(get('seed', 0)), device=device)
+    for name in ('penalty_weight', 'target_params', 'target_macs', 'beta_decay', 'primitives', 'lr_min'):
+        if getattr(args, name, None) is not None:
+            kw[name] = tuple(args.primitives) if name == 'primitives' else getattr(args, name)
+    return SearchSettings(**kw)
+
+
+def search_and_get_model(args) -> NetworkCnn:
+    """Run the search described by ``args`` (seed README Namespace) and return the
+    untrained final network; ``model.genotype`` holds the genotype and
+    ``model.search_result`` the full :class:`SearchResult`."""
+    mode = getattr(args, 'mode', 'cnn')
+    if mode not in (None, 'cnn'):
+        raise ValueError(f"mode: got {mode!r}; only 'cnn' is supported")
+    settings = settings_from_args(args)
+    result = search(args.train_loader, args.valid_loader, settings,
+                    checkpoint_path=getattr(args, 'checkpoint_path', None))
+    model = build_final_model(settings, result.genotype)
+    model.search_result = result
+    return model
