@@ -10,6 +10,7 @@ See docs/nas_multi_trial.md.
 from .search import MultiTrialResult, prepare_study, run_multi_trial, run_worker
 from .selection import choose_best, pareto_front, score
 from .space import CandidateSpace, npu_rule_violations
+from .worker_cli import join_as_worker
 
-__all__ = ["CandidateSpace", "MultiTrialResult", "choose_best", "npu_rule_violations", "pareto_front",
+__all__ = ["CandidateSpace", "MultiTrialResult", "choose_best", "join_as_worker", "npu_rule_violations", "pareto_front",
            "prepare_study", "run_multi_trial", "run_worker", "score"]

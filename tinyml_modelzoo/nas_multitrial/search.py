@@ -207,8 +207,9 @@ def _sampler(setup: SearchSetup, seed: int) -> optuna.samplers.BaseSampler:
 def _pruner(setup: SearchSetup) -> optuna.pruners.BasePruner:
     if setup.multi_objective:
         return optuna.pruners.NopPruner()
-    # Median rule after a warm-up of half the trial epochs: prunes clearly hopeless candidates only.
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=max(2, setup.nas.trial_epochs // 2))
+    # Median rule once more than half of the trial epochs ran (the first epochs of a one-cycle
+    # schedule say little), after 3 trials; the last epoch is never pruned (see TrialObjective).
+    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=setup.nas.trial_epochs // 2 + 1)
 
 
 def _open_study(setup: SearchSetup, sampler_seed: int) -> optuna.Study:
@@ -294,8 +295,9 @@ class _Monitor:
             if row["state"] == "rejected":
                 log.info("%s params %7d%s  %s: %s", head, row["params"], latency, row["architecture"], row["reason"])
             else:
-                log.info("%s val acc %.3f  params %7d  MACs %9d%s  %s  (%d epochs, %.1f s)", head, row["accuracy"],
-                         row["params"], row["macs"], latency, row["architecture"], row["epochs"], row["seconds"])
+                done = f"{row['reason']}" if row["reason"] else f"{row['epochs']} epochs, {row['seconds']:.1f} s"
+                log.info("%s val acc %.3f  params %7d  MACs %9d%s  %s  (%s)", head, row["accuracy"], row["params"],
+                         row["macs"], latency, row["architecture"], done)
 
     def close(self) -> None:
         self.bar.close()

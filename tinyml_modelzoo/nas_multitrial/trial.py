@@ -138,6 +138,12 @@ class TrialObjective:
         if reason:
             return self._reject(trial, reason, cost.params, latency, invalid=reason.startswith("not NPU"))
         set_violation(trial, 0.0)
+        earlier = self._same_architecture(trial, candidate["spec"])
+        if earlier is not None:      # samplers repeat themselves; training it again costs time, not insight
+            result = dict(earlier.user_attrs["result"], epochs=0, seconds=0.0,
+                          reason=f"same architecture as trial {earlier.number}: result reused")
+            trial.set_user_attr("result", result)
+            return self._values(result["accuracy"], cost.params, latency)
         return self._train(trial, model, cost.params, latency)
 
     # -- steps -----------------------------------------------------------------------------------
@@ -147,6 +153,22 @@ class TrialObjective:
         if len(ahead) >= self.setup.nas.num_trials:
             trial.set_user_attr("surplus", True)
             raise SurplusTrial(f"study already has {self.setup.nas.num_trials} trials")
+
+    def _same_architecture(self, trial: optuna.Trial, spec_json: str) -> Optional[FrozenTrial]:
+        """An earlier trained trial with exactly these layers (names differ), or None."""
+        layers = _layers_of(spec_json)
+        for other in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            candidate, result = other.user_attrs.get("candidate") or {}, other.user_attrs.get("result") or {}
+            if other.number != trial.number and result.get("state") == COMPLETE and result.get("epochs") \
+                    and _layers_of(candidate.get("spec")) == layers:
+                return other
+        return None
+
+    def _values(self, accuracy: float, params: int, latency: float):
+        if self.setup.multi_objective:
+            values = (accuracy, float(params))
+            return values + (latency if latency == latency else 0.0,) if self.setup.use_latency else values
+        return self.setup.score(accuracy, params, latency)
 
     def _constraint_reason(self, spec: ModelSpec, model, params: int, latency: float) -> str:
         low, high = self.setup.param_range
@@ -173,10 +195,8 @@ class TrialObjective:
             (1.0 if invalid or not params else 0.0)
         set_violation(trial, violation)
         trial.set_user_attr("result", {"state": REJECTED, "reason": reason})
-        if self.setup.multi_objective:
-            values = (0.0, float(params))
-            return values + (latency if latency == latency else 0.0,) if self.setup.use_latency else values
-        return self.setup.score(0.0, params, latency) - 1.0   # below any trained candidate
+        values = self._values(0.0, params, latency)
+        return values if self.setup.multi_objective else values - 1.0   # below any trained candidate
 
     def _train(self, trial: optuna.Trial, model, params: int, latency: float):
         setup = self.setup
@@ -199,10 +219,7 @@ class TrialObjective:
         accuracy = float(result.best_val_accuracy)
         trial.set_user_attr("result", {"state": COMPLETE, "accuracy": accuracy, "epochs": len(result.history),
                                        "seconds": time.perf_counter() - start})
-        if setup.multi_objective:
-            values = (accuracy, float(params))
-            return values + (latency if latency == latency else 0.0,) if setup.use_latency else values
-        return setup.score(accuracy, params, latency)
+        return self._values(accuracy, params, latency)
 
 
 def row_from_trial(trial: FrozenTrial, setup: SearchSetup) -> Optional[dict]:
@@ -221,6 +238,11 @@ def row_from_trial(trial: FrozenTrial, setup: SearchSetup) -> Optional[dict]:
             "epochs": int(result.get("epochs") or 0), "seconds": round(float(result.get("seconds") or 0.0), 3),
             "warm_start": bool(trial.user_attrs.get(WARM_START_ATTR)), "architecture": candidate["architecture"],
             "reason": result.get("reason", ""), "worker": candidate.get("worker", ""), "spec": candidate["spec"]}
+
+
+def _layers_of(spec_json: Optional[str]):
+    data = json.loads(spec_json) if spec_json else {}
+    return data.get("layers"), data.get("input_batchnorm")
 
 
 def worker_id() -> str:
