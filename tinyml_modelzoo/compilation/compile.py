@@ -12,6 +12,7 @@ Writes, inside ``out_dir`` (the run's ``compilation/`` folder)::
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +34,8 @@ from .onnx_import import import_onnx
 
 GOLDEN_PER_CLASS = 2
 
+
+log = logging.getLogger("tinyml_modelzoo")
 
 @dataclass(frozen=True)
 class CompileResult:
@@ -89,7 +92,7 @@ def compile_model(model: nn.Module, quantized: QuantizedModel | None, *, input_s
     input_shape = (int(input_shape[0]), int(input_shape[1]))
     report = check_npu(model, input_shape, device)
     (out_dir / "npu_check.json").write_text(json.dumps(report.to_dict(), indent=2))
-    print(report.format_table())
+    log.info("%s", report.format_table())
     if not report.ok:
         lines = "\n".join(f"  {f.layer}: {f.rule}: found {f.found}; allowed {f.allowed}; fix: {f.fix}"
                           for f in report.findings)
@@ -122,7 +125,7 @@ def compile_model(model: nn.Module, quantized: QuantizedModel | None, *, input_s
     pad = device.npu_rules.channel_multiple if device.has_npu and device.npu_rules else 1
     code = generate_c(quantized, artifacts, class_names=list(class_names), golden_x=gx, golden_y=gy,
                       pad_channels_to=pad, preset=cfg.preset_name, device_name=device.name)
-    check = host_check(artifacts, expected)
+    check = host_check(artifacts, expected) if cfg.host_check else "skipped: compilation.host_check is False"
     prof = profile_model(model, input_shape)
     latency = estimate_latency_us(prof.macs, prof.params, device, npu=device.has_npu)
     files = ["npu_check.json", "model_float.onnx", "model_int8.onnx", "model_int8.npz", "compile_report.json"]

@@ -154,6 +154,7 @@ class CompilationConfig:
     enable: bool = opt(False, "Check NPU rules and generate C artifacts.")
     preset_name: str = opt("default", "Compiler preset.", choices=("default", "best_performance", "compress"))
     model_path: Optional[str] = opt(None, "Compile-only: an existing ONNX model (training disabled).")
+    host_check: bool = opt(True, "Build and run the generated C on this machine and require bit-exact results.")
 
 
 @dataclass(frozen=True)
