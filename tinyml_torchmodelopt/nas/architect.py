@@ -30,6 +30,8 @@ class Supernet(Protocol):
 
     def expected_cost(self, kind: str, normalized: bool = True) -> torch.Tensor: ...
 
+    def derived_cost(self, kind: str) -> float: ...
+
 
 COST_KIND = {'Memory': 'params', 'Compute': 'macs'}
 
@@ -40,27 +42,41 @@ class Architect:
     penalty_mode: None | 'Memory' | 'Compute'; the penalty added to the
     validation loss is ``penalty_weight * expected_cost / largest_cost``.
     beta_decay: weight of the beta-DARTS regulariser (mean logsumexp of alphas).
+    budget: target cost (params for 'Memory', MACs for 'Compute'). Budget mode
+    replaces the fixed weight by a Lagrange multiplier of the constraint
+    cost = budget: the penalty is ``lambda * E[cost] / budget`` and after every
+    step ``lambda += budget_rate * clip(derived_cost / budget - 1, -1, 1)`` (dual
+    ascent on the cost of the model that would be derived now). lambda may turn
+    negative, which pulls a model that is too small upwards.
     """
 
     def __init__(self, model: Supernet, arch_learning_rate: float = 3e-4, arch_weight_decay: float = 1e-3,
                  unrolled: bool = False, momentum: float = 0.9, weight_decay: float = 3e-4,
-                 penalty_mode: str | None = None, penalty_weight: float = 0.0, beta_decay: float = 0.0):
+                 penalty_mode: str | None = None, penalty_weight: float = 0.0, beta_decay: float = 0.0,
+                 budget: float | None = None, budget_rate: float = 0.2):
         if penalty_mode not in (None, 'Memory', 'Compute'):
             raise ValueError(f"penalty_mode: got {penalty_mode!r}; expected None, 'Memory' or 'Compute'")
         self.model = model
         self.unrolled = unrolled
         self.momentum, self.weight_decay = momentum, weight_decay
         self.penalty_mode, self.penalty_weight, self.beta_decay = penalty_mode, penalty_weight, beta_decay
+        if budget is not None and penalty_mode is None:
+            raise ValueError("a budget needs penalty_mode 'Memory' or 'Compute'")
+        self.budget, self.budget_rate = budget, budget_rate
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=arch_learning_rate,
                                           betas=(0.5, 0.999), weight_decay=arch_weight_decay)
         self.last_val_loss = 0.0
+        self.fd_radius = 1e-2  # DARTS: eps = 0.01 / ||v|| for the finite-difference Hessian product
 
     # -- regularisers -----------------------------------------------------------
     def regularizer(self) -> torch.Tensor:
         """Penalty (+ beta-decay) as a differentiable function of the alphas only."""
         alphas = self.model.arch_parameters()
         total = alphas[0].new_zeros(())
-        if self.penalty_mode is not None and self.penalty_weight > 0:
+        if self.budget is not None:
+            g = self.model.expected_cost(COST_KIND[self.penalty_mode], normalized=False) / self.budget
+            total = total + self.penalty_weight * g
+        elif self.penalty_mode is not None and self.penalty_weight > 0:
             total = total + self.penalty_weight * self.model.expected_cost(COST_KIND[self.penalty_mode])
         if self.beta_decay > 0:
             total = total + self.beta_decay * torch.stack([torch.logsumexp(a, -1).mean() for a in alphas]).mean()
@@ -83,6 +99,10 @@ class Architect:
             a.grad = g
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.budget is not None:  # dual ascent on the multiplier
+            g = self.model.derived_cost(COST_KIND[self.penalty_mode]) / self.budget - 1
+            g = max(-1.0, min(1.0, g))
+            self.penalty_weight = max(-100.0, min(100.0, self.penalty_weight + self.budget_rate * g))
         self.last_val_loss = float(val_loss.detach())
         return val_loss.detach()
 
@@ -105,7 +125,7 @@ class Architect:
             val_loss = model.loss(x_valid, y_valid)
             grads = torch.autograd.grad(val_loss, alphas + weights)
             d_alpha, v = list(grads[:len(alphas)]), grads[len(alphas):]
-            implicit = self._hessian_vector_product(v, backup, x_train, y_train)
+            implicit = self._hessian_vector_product(v, backup, x_train, y_train, self.fd_radius)
             if implicit is not None:
                 d_alpha = [d - eta * h for d, h in zip(d_alpha, implicit)]
         finally:

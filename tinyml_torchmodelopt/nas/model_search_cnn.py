@@ -371,6 +371,16 @@ class SearchNetwork(nn.Module):
                                         self.steps, self.cost_temperature, self.keep_temperature)
         return total / largest if normalized else total
 
+    def derived_cost(self, kind: str, genotype: Genotype_CNN | None = None) -> float:
+        """Exact params/MACs of the network derived from ``genotype`` (default: the current one)."""
+        genotype = self.genotype() if genotype is None else genotype
+        fixed, cn, cr, _ = self.cost_tables(kind)
+        offsets, total = node_offsets(self.steps), fixed
+        for genes, table in ((genotype.normal, cn), (genotype.reduce, cr)):
+            for k, (name, j) in enumerate(genes):
+                total += float(table[offsets[k // 2] + j, self.primitives.index(name)])
+        return total
+
     def cost_range(self, kind: str) -> tuple[float, float]:
         """(smallest, largest) cost of any derivable genotype."""
         fixed, cn, cr, largest = self.cost_tables(kind)

@@ -7,7 +7,6 @@ entry point of the seed README and returns the untrained final ``NetworkCnn``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 import warnings
@@ -51,7 +50,7 @@ class SearchSettings:
     penalty_weight: float = 0.5  # weight of the normalised cost penalty (scale-free)
     target_params: Optional[int] = None  # budget mode (Memory): adapt the weight to land here
     target_macs: Optional[int] = None  # budget mode (Compute)
-    budget_rate: float = 0.05  # multiplicative update rate of the penalty weight per step
+    budget_rate: float = 0.2  # dual-ascent step of the budget-mode multiplier, per arch step
     beta_decay: float = 0.0  # beta-DARTS regularisation weight (0 = off)
     cost_temperature: float = 0.2  # sharpness of the expected op choice (0.2: rank corr. > 0.9)
     keep_temperature: float = 0.1  # sharpness of the expected top-2 edge choice
@@ -168,7 +167,8 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
     mode = settings.penalty_mode
     architect = Architect(model, settings.arch_learning_rate, settings.arch_weight_decay, settings.unrolled,
                           settings.momentum, settings.weight_decay, mode,
-                          settings.penalty_weight if mode else 0.0, settings.beta_decay)
+                          settings.penalty_weight if mode else 0.0, settings.beta_decay,
+                          budget=settings.target, budget_rate=settings.budget_rate)
     notes: list[str] = []
     target = settings.target
     if target is not None:
@@ -176,8 +176,7 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
         if not 0.8 * lo <= target <= 1.2 * hi:
             notes.append(f"budget {target} {COST_KIND[mode]} is unreachable: derivable models cost "
                          f"{int(lo)}..{int(hi)}; the search aims at the nearest end")
-        if architect.penalty_weight <= 0:
-            architect.penalty_weight = 0.5
+        architect.penalty_weight = 0.0  # the Lagrange multiplier starts at 0
 
     history: list[EpochRecord] = []
     start_epoch = 0
@@ -226,7 +225,6 @@ def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target)
     sums = dict(train_loss=0.0, train_correct=0, train_n=0, valid_loss=0.0, valid_correct=0, valid_n=0)
     valid_iter = valid.batches(gen)
     weights = model.weights()
-    kind = COST_KIND.get(architect.penalty_mode) if architect.penalty_mode else None
     for x, y in train.batches(gen):
         try:
             xv, yv = next(valid_iter)
@@ -237,11 +235,6 @@ def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target)
         sums['valid_loss'] += float(vloss) * len(yv)
         sums['valid_correct'] += accuracy(model.last_logits, yv)
         sums['valid_n'] += len(yv)
-        if target is not None:  # budget mode: multiplicative (dual) update of the penalty weight
-            with torch.no_grad():
-                ratio = float(model.expected_cost(kind, normalized=False)) / target
-            step = settings.budget_rate * max(-4.0, min(4.0, ratio - 1.0 if ratio >= 1 else 1.0 - 1.0 / ratio))
-            architect.penalty_weight = min(1e3, max(1e-4, architect.penalty_weight * math.exp(step)))
         loss = model.loss(x, y)
         grads = torch.autograd.grad(loss, weights)
         for w, g in zip(weights, grads):
@@ -249,7 +242,7 @@ def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target)
         if settings.grad_clip:
             torch.nn.utils.clip_grad_norm_(weights, settings.grad_clip, foreach=True)
         w_opt.step()
-        sums['train_loss'] += float(loss) * len(y)
+        sums['train_loss'] += float(loss.detach()) * len(y)
         sums['train_correct'] += accuracy(model.last_logits, y)
         sums['train_n'] += len(y)
     tn, vn = max(1, sums['train_n']), max(1, sums['valid_n'])

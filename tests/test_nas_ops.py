@@ -1,0 +1,98 @@
+"""Search space, final network and genotype tests (tinyml_torchmodelopt.nas)."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.fx
+
+from tinyml_torchmodelopt.nas import (EXAMPLE_GENOTYPE, OPS, PRIMITIVES_CNN, PRIMITIVES_CNN_NPU, NetworkCnn,
+                                      genotype_from_dict, genotype_to_dict)
+from tinyml_torchmodelopt.nas.model import reduction_layers
+from tinyml_torchmodelopt.profile import profile_model
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize('name', sorted(OPS))
+@pytest.mark.parametrize('stride', [1, 2])
+@pytest.mark.parametrize('length', [16, 15])
+def test_primitive_shape_and_stride(name, stride, length):
+    op = OPS[name](4, stride, True)
+    out = op(torch.randn(3, 4, length))
+    assert out.shape == (3, 4, -(-length // stride))
+
+
+def test_primitive_lists_come_from_ops():
+    assert set(PRIMITIVES_CNN) <= set(OPS) and PRIMITIVES_CNN[0] == 'none' and len(PRIMITIVES_CNN) == 7
+    assert 'avg_pool_3x1' not in PRIMITIVES_CNN_NPU
+    assert set(PRIMITIVES_CNN_NPU) < set(PRIMITIVES_CNN)
+
+
+def test_reduction_layers_halve_once():
+    assert reduction_layers(3) == (1, 2)
+    assert reduction_layers(12) == (4, 8)
+    model = NetworkCnn(2, 3, 6, EXAMPLE_GENOTYPE)
+    lengths = []
+    s0 = s1 = model.stem(torch.randn(2, 1, 64))
+    for cell in model.cells:
+        s0, s1 = s1, cell(s0, s1)
+        lengths.append(s1.shape[-1])
+    assert lengths == [64, 64, 32, 32, 16, 16]
+
+
+def _analytic_params(C, ncls, layers, genotype, in_ch, stem_mult, nodes, mult):
+    def op_params(name, c, stride):
+        if name.startswith('conv_bn_relu_'):
+            return c * c * int(name[-3]) + 2 * c
+        if name == 'skip_connect' and stride == 2:
+            return c * c + 2 * c
+        return 0
+    Cs = stem_mult * C
+    total = 2 * in_ch + in_ch * Cs * 3 + 2 * Cs
+    Cpp, Cp, Cc, red_prev = Cs, Cs, C, False
+    for i in range(layers):
+        red = i in reduction_layers(layers)
+        Cc = Cc * 2 if red else Cc
+        total += Cpp * Cc + 2 * Cc + Cp * Cc + 2 * Cc
+        for name, j in (genotype.reduce if red else genotype.normal):
+            total += op_params(name, Cc, 2 if red and j < 2 else 1)
+        Cpp, Cp, red_prev = Cp, mult * Cc, red
+    return total + Cp * ncls + ncls
+
+
+@pytest.mark.parametrize('C,layers', [(1, 3), (4, 5)])
+def test_param_count_analytic_and_profile(C, layers):
+    model = NetworkCnn(C, 3, layers, EXAMPLE_GENOTYPE, 1, True, 4, 4, 3)
+    expected = _analytic_params(C, 3, layers, EXAMPLE_GENOTYPE, 1, 3, 4, 4)
+    assert sum(p.numel() for p in model.parameters()) == expected
+    assert profile_model(model, (1, 64)).params == expected
+
+
+def test_fx_trace_and_4d_input():
+    model = NetworkCnn(2, 3, 3, EXAMPLE_GENOTYPE).eval()
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.randn(2, 1, 32)
+    assert torch.allclose(traced(x), model(x))
+    assert torch.allclose(model(x.unsqueeze(-1)), model(x))
+    targets = {n.target for n in traced.graph.nodes if n.op == 'call_function'}
+    assert targets <= {torch.cat, __import__('operator').add}
+
+
+def test_batchnorm_batch_of_one_trains():
+    model = NetworkCnn(2, 3, 3, EXAMPLE_GENOTYPE).train()
+    model(torch.randn(1, 1, 32)).sum().backward()
+
+
+def test_genotype_json_round_trip():
+    data = json.loads(json.dumps(genotype_to_dict(EXAMPLE_GENOTYPE)))
+    g = genotype_from_dict(data)
+    assert genotype_to_dict(g) == genotype_to_dict(EXAMPLE_GENOTYPE)
+    model = NetworkCnn(1, 3, 3, g)
+    assert model(torch.randn(2, 1, 16)).shape == (2, 3)
+
+
+def test_library_does_not_import_pipeline():
+    code = "import sys, tinyml_torchmodelopt.nas; assert 'tinyml_modelzoo' not in sys.modules"
+    subprocess.run([sys.executable, '-c', code], check=True)

@@ -1,0 +1,200 @@
+"""Supernet, architect and search-loop tests (tinyml_torchmodelopt.nas)."""
+import argparse
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from tinyml_torchmodelopt.nas import (Architect, NetworkCnn, SearchNetwork, SearchSettings, derive_genotype,
+                                      search, search_and_get_model)
+from tinyml_torchmodelopt.nas.utils import spearman
+from tinyml_torchmodelopt.profile import profile_model
+
+torch.set_num_threads(1)
+ALL = ['none', 'avg_pool_3x1', 'max_pool_3x1', 'skip_connect', 'conv_bn_relu_3x1', 'conv_bn_relu_5x1',
+       'conv_bn_relu_7x1', 'sep_conv_3x1', 'dil_conv_3x1']
+
+
+def toy_loaders(n=64, length=32, batch=16, seed=0, raw=False, four_d=False, channels=1):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    t = torch.linspace(0, 1, length)
+    x = torch.sin(2 * torch.pi * (y.float() + 1)[:, None] * 3 * t) + 0.3 * torch.randn(n, length, generator=g)
+    x = x[:, None, :].repeat(1, channels, 1)
+    if four_d:
+        x = x.unsqueeze(-1)
+    half = n // 2
+    def ds(sl):
+        return TensorDataset(x[sl], x[sl], y[sl]) if raw else TensorDataset(x[sl], y[sl])
+    return (DataLoader(ds(slice(0, half)), batch_size=batch, shuffle=True),
+            DataLoader(ds(slice(half, n)), batch_size=batch))
+
+
+@pytest.mark.parametrize('primitives', [None, ALL])
+def test_fast_supernet_equals_naive_mixture(primitives):
+    torch.manual_seed(0)
+    net = SearchNetwork(2, 3, 4, nodes_per_layer=3, multiplier=2, primitives=primitives).double()
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_()
+    x = torch.randn(4, 1, 24, dtype=torch.float64)
+    fast, naive = net(x), net(x, naive=True)
+    assert torch.allclose(fast, naive, atol=1e-10, rtol=1e-9)
+    ga = torch.autograd.grad(fast.square().sum(), net.arch_parameters())
+    gb = torch.autograd.grad(net(x, naive=True).square().sum(), net.arch_parameters())
+    for a, b in zip(ga, gb):
+        assert torch.allclose(a, b, atol=1e-9)
+
+
+def test_genotype_from_hand_set_alphas():
+    prims = ['none', 'max_pool_3x1', 'skip_connect', 'conv_bn_relu_3x1']
+    w = torch.full((5, 4), 0.01)  # 2 nodes -> 2 + 3 edges
+    w[0, 0] = 0.97  # 'none' is ignored: the best other op is chosen
+    w[0, 3] = 0.02
+    w[1, 1] = 0.9
+    w[2, 0], w[3, 2], w[4, 3] = 0.9, 0.5, 0.8  # node 1: edge from s1 'none'-dominated
+    w[2, 1] = 0.05
+    g = derive_genotype(w, w, prims, steps=2, multiplier=2)
+    assert g.normal == [('conv_bn_relu_3x1', 0), ('max_pool_3x1', 1),
+                        ('skip_connect', 1), ('conv_bn_relu_3x1', 2)]
+    assert list(g.normal_concat) == [2, 3]
+
+
+def _tiny_double_net(seed=0):
+    torch.manual_seed(seed)
+    net = SearchNetwork(2, 3, 3, nodes_per_layer=2, multiplier=2).double()
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_(0, 0.5)
+    g = torch.Generator().manual_seed(1)
+    data = [(torch.randn(6, 1, 12, generator=g, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2]))
+            for _ in range(2)]
+    return net, data
+
+
+def test_unrolled_gradient_matches_finite_difference():
+    net, ((xt, yt), (xv, yv)) = _tiny_double_net()
+    eta, wd = 0.05, 3e-4
+    arch = Architect(net, unrolled=True, weight_decay=wd)
+    arch.fd_radius = 1e-6  # double precision; DARTS 0.01 crosses ReLU/max-pool kinks on this tiny net
+    grads, _ = arch.unrolled_gradient(xt, yt, xv, yv, eta)
+    weights = net.weights()
+
+    def f():  # L_val(w - eta * (grad_w L_train + wd w), alpha), weights restored
+        g = torch.autograd.grad(net.loss(xt, yt), weights)
+        backup = [w.detach().clone() for w in weights]
+        with torch.no_grad():
+            for w, gi in zip(weights, g):
+                w.sub_(eta * (gi + wd * w))
+            val = float(net.loss(xv, yv))
+            for w, b in zip(weights, backup):
+                w.copy_(b)
+        return val
+
+    h = 1e-5
+    for k, (a, ga) in enumerate(zip(net.arch_parameters(), grads)):
+        for idx in [(0, 3), (1, 5), (4, 6), (2, 1)]:
+            with torch.no_grad():
+                a[idx] += h
+            up = f()
+            with torch.no_grad():
+                a[idx] -= 2 * h
+            down = f()
+            with torch.no_grad():
+                a[idx] += h
+            assert abs((up - down) / (2 * h) - float(ga[idx])) <= 1e-5 + 1e-3 * abs(float(ga[idx])), (k, idx)
+
+
+def test_unrolled_eps_guard_zero_gradient():
+    net, ((xt, yt), (xv, yv)) = _tiny_double_net()
+    with torch.no_grad():
+        for w in net.weights():
+            w.zero_()  # balanced labels + zero weights: the validation weight gradient is exactly 0
+    arch = Architect(net, unrolled=True)
+    assert arch._hessian_vector_product([torch.zeros_like(w) for w in net.weights()],
+                                        net.weights(), xt, yt) is None
+    arch.step(xt, yt, xv, yv, 0.05)
+    for p in net.parameters():
+        assert torch.isfinite(p).all()
+
+
+def _settings(**kw):
+    base = dict(num_classes=3, init_channels=2, layers=3, nodes_per_layer=3, multiplier=3, stem_multiplier=2,
+                epochs=3, arch_learning_rate=0.05, seed=0)
+    base.update(kw)
+    return SearchSettings(**base)
+
+
+@pytest.mark.parametrize('mode,kind', [('Memory', 'params'), ('Compute', 'macs')])
+def test_penalty_moves_search_to_cheaper_models(mode, kind):
+    train, valid = toy_loaders()
+    off = search(train, valid, _settings(optimization_mode=None))
+    on = search(train, valid, _settings(optimization_mode=mode, penalty_weight=5.0))
+    assert getattr(on, kind) < getattr(off, kind)
+    assert on.history[-1].expected_cost < on.history[0].expected_cost
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    train, valid = toy_loaders()
+    settings = _settings(epochs=3, unrolled=True, optimization_mode='Memory')
+    full = search(train, valid, settings)
+    ckpt = tmp_path / 'search.pt'
+
+    def stop(record):
+        if record.epoch == 1:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        search(train, valid, settings, checkpoint_path=ckpt, on_epoch=stop)
+    seen = []
+    resumed = search(train, valid, settings, checkpoint_path=ckpt, on_epoch=lambda r: seen.append(r.epoch))
+    assert seen == [2]
+    assert resumed.genotype == full.genotype
+    assert resumed.alphas_normal == full.alphas_normal and resumed.alphas_reduce == full.alphas_reduce
+    assert [r.genotype for r in resumed.history] == [r.genotype for r in full.history]
+
+
+def test_search_and_get_model_namespace_raw_4d():
+    train, valid = toy_loaders(raw=True, four_d=True, channels=2, n=66, batch=32)  # last batch of 1 sample
+    args = argparse.Namespace(gpu=0, nas_init_channels=3, num_classes=3, nas_layers=3, in_channels=2,
+                              with_input_batchnorm=True, nas_nodes_per_layer=2, nas_multiplier=2,
+                              nas_stem_multiplier=2, lr=0.025, momentum=0.9, weight_decay=3e-4, nas_budget=1,
+                              nas_optimization_mode='Compute', grad_clip=5, unrolled=False,
+                              train_loader=train, valid_loader=valid, mode='cnn', arch_learning_rate=3e-4,
+                              arch_weight_decay=1e-3)
+    model = search_and_get_model(args)
+    assert isinstance(model, NetworkCnn)
+    assert model.cells[0].preprocess1[0].out_channels == 3  # exact channels, no rounding
+    assert model(torch.randn(4, 2, 32, 1)).shape == (4, 3)
+    assert len(model.search_result.history) == 1
+
+
+def test_budget_mode_lands_within_20_percent():
+    train, valid = toy_loaders(n=128)
+    probe = SearchNetwork(2, 3, 3, nodes_per_layer=3, multiplier=3, stem_multiplier=2, input_length=32)
+    lo, hi = probe.cost_range('params')
+    target = int(lo + 0.3 * (hi - lo))
+    result = search(train, valid, _settings(target_params=target, epochs=6, arch_learning_rate=0.02))
+    assert abs(result.params / target - 1) <= 0.2, (result.params, target, lo, hi)
+    assert probe.derived_cost('params', result.genotype) == result.params  # cost tables are exact
+
+
+def test_budget_unreachable_is_reported():
+    train, valid = toy_loaders()
+    with pytest.warns(RuntimeWarning, match='unreachable'):
+        result = search(train, valid, _settings(target_params=5, epochs=1))
+    assert any('unreachable' in w for w in result.warnings)
+
+
+@pytest.mark.parametrize('kind', ['params', 'macs'])
+def test_expected_cost_rank_correlation(kind):
+    net = SearchNetwork(1, 3, 10, stem_multiplier=3, input_length=256)
+    g = torch.Generator().manual_seed(0)
+    expected, real = [], []
+    for _ in range(30):
+        with torch.no_grad():
+            for a in net.arch_parameters():
+                a.copy_(torch.randn(a.shape, generator=g))
+            expected.append(float(net.expected_cost(kind, normalized=False)))
+        prof = profile_model(NetworkCnn(1, 3, 10, net.genotype()), (1, 256))
+        real.append(getattr(prof, kind))
+    assert spearman(expected, real) > 0.9
