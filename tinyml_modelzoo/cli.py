@@ -39,14 +39,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is now (it may be replaced, e.g. by test capture)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stdout)
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_console_logging(debug: bool) -> None:
     logger = logging.getLogger("tinyml_modelzoo")
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
-    if not any(getattr(h, "_tinyml_console", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._tinyml_console = True  # type: ignore[attr-defined]
-        logger.addHandler(handler)
+    for handler in list(logger.handlers):  # one console handler, and no file handler of an earlier run
+        logger.removeHandler(handler)
+        handler.close()
+    console = _ConsoleHandler()
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(console)
     logger.propagate = False
 
 

@@ -46,6 +46,11 @@ def _check_dataset(config: Config) -> list[str]:
                         f"e.g. [0.6, 0.2, 0.2]")
     elif split[0] <= 0:
         problems.append("dataset.split_factor: the training fraction must be > 0")
+    if config.dataset.input_data_path and config.dataset.enable:
+        data_path = resolve_path(config, config.dataset.input_data_path)
+        if not data_path.exists():
+            problems.append(f"dataset.input_data_path: {data_path} does not exist; give the dataset folder "
+                            f"(with classes/<class>/<files>) or a .zip, relative to the config file")
     if config.dataset.dataset_name != "hello_world" and not config.dataset.input_data_path \
             and config.dataset.enable and not config.compilation.model_path:
         problems.append(f"dataset.input_data_path: needed for dataset {config.dataset.dataset_name!r}; "
