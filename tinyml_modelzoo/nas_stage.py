@@ -29,6 +29,7 @@ from .config.schema import CommonConfig, TrainingConfig
 from .devices import DeviceInfo, estimate_latency_us
 from .model_specs import write_spec_file
 from .plots import plot_alpha_evolution, plot_darts_pareto
+from .progress import progress
 
 log = logging.getLogger("tinyml_modelzoo")
 CHECKPOINT = "search_checkpoint.pt"
@@ -93,13 +94,15 @@ def run_darts(features, cfg: TrainingConfig, common: CommonConfig, device: Devic
              "unrolled" if settings.unrolled else "first-order", settings.epochs)
 
     def on_epoch(record: EpochRecord) -> None:
+        advance()
         latency = estimate_latency_us(record.macs, record.params, device, npu=device.has_npu)
         log.info("NAS epoch %2d/%d: supernet val acc %.3f, derived %d params, %d MACs, ~%.0f us, %.0f samples/s",
                  record.epoch, settings.epochs, record.valid_accuracy, record.params, record.macs, latency,
                  record.samples_per_second)
 
-    result = search(train_loader, valid_loader, settings, on_epoch=on_epoch,
-                    checkpoint_path=out_dir / CHECKPOINT)
+    with progress(settings.epochs, "DARTS search") as advance:
+        result = search(train_loader, valid_loader, settings, on_epoch=on_epoch,
+                        checkpoint_path=out_dir / CHECKPOINT)
     for warning in result.warnings:
         log.warning("NAS: %s", warning)
     model = build_final_model(settings, result.genotype)

@@ -19,6 +19,7 @@ from tinyml_torchmodelopt.train import EpochRecord, FitSettings, fit
 
 from .config.schema import TrainingConfig
 from .plots import plot_training_curves
+from .progress import progress
 
 log = logging.getLogger("tinyml_modelzoo")
 
@@ -65,12 +66,14 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
     x_val, y_val = torch.from_numpy(features.x_val), torch.from_numpy(features.y_val)
 
     def on_epoch(record: EpochRecord) -> None:
+        advance()
         log.info("epoch %3d/%d  loss %.4f  train acc %.3f  val loss %.4f  val acc %.3f  lr %.2e",
                  record.epoch, settings.epochs, record.train_loss, record.train_accuracy, record.val_loss,
                  record.val_accuracy, record.learning_rate)
 
     start = time.perf_counter()
-    result = fit(model, x_train, y_train, x_val, y_val, settings, on_epoch=on_epoch)
+    with progress(settings.epochs, "training") as advance:
+        result = fit(model, x_train, y_train, x_val, y_val, settings, on_epoch=on_epoch)
     seconds = time.perf_counter() - start
     model.to("cpu").eval()
     log.info("best epoch %d: val acc %.3f (%.1f s)", result.best_epoch, result.best_val_accuracy, seconds)
