@@ -1,0 +1,68 @@
+"""DARTS through the pipeline: NAS/ outputs, NPU rounding, retraining a found spec."""
+import json
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from tinyml_modelzoo.cli import main
+from tinyml_modelzoo.config import config_from_dict
+from tinyml_modelzoo.config.presets import DARTS_PRESETS
+from tinyml_modelzoo.devices import get_device
+from tinyml_modelzoo.nas_stage import darts_settings, pareto_rows
+
+FEATURES = SimpleNamespace(num_classes=3, in_channels=1, in_length=64)
+
+
+@pytest.mark.parametrize("preset", list(DARTS_PRESETS))
+def test_every_preset_is_accepted_and_rounded_for_the_npu(preset):
+    cfg = config_from_dict({"training": {"nas_enabled": True, "nas_model_size": preset}}).training
+    npu = darts_settings(FEATURES, cfg, 0, get_device("F28P55"))
+    row = DARTS_PRESETS[preset]
+    assert npu.layers == row.layers and npu.nodes_per_layer == row.nodes_per_layer
+    assert npu.init_channels % 4 == 0 and npu.init_channels >= row.init_channels
+    assert "avg_pool_3x1" not in npu.primitives
+    plain = darts_settings(FEATURES, cfg, 0, get_device("F2837"))
+    assert plain.init_channels == row.init_channels and "avg_pool_3x1" in plain.primitives
+
+
+def test_custom_keys_override_the_preset():
+    cfg = config_from_dict({"training": {"nas_enabled": True, "nas_model_size": "l", "nas_layers": 5,
+                                         "nas_fanout_concat": 2}}).training
+    settings = darts_settings(FEATURES, cfg, 0, get_device("F28P55"))
+    assert (settings.layers, settings.multiplier, settings.nodes_per_layer) == (5, 2, 4)
+
+
+def test_pareto_rows_keep_only_non_dominated_epochs():
+    rows = [{"epoch": 1, "params": 100, "supernet_val_accuracy": 0.5},
+            {"epoch": 2, "params": 80, "supernet_val_accuracy": 0.6},
+            {"epoch": 3, "params": 120, "supernet_val_accuracy": 0.7},
+            {"epoch": 4, "params": 130, "supernet_val_accuracy": 0.65}]
+    assert [r["epoch"] for r in pareto_rows(rows)] == [2, 3]
+
+
+def test_tiny_darts_run_then_retrain_the_found_spec(tmp_path):
+    base = ["examples/hello_world/config_nas.yaml", "--set", f"common.output_dir={tmp_path / 'runs'}",
+            "--set", "dataset.hello_world_files_per_class=4", "--set", "training.nas_epochs=1",
+            "--set", "training.nas_nodes_per_layer=2", "--set", "training.nas_fanout_concat=2",
+            "--set", "training.training_epochs=1", "--set", "common.run_name=search"]
+    assert main(base) == 0
+    run_dir = tmp_path / "runs" / "hello_world" / "run" / "search"
+    nas = run_dir / "NAS"
+    for name in ("search_results.csv", "pareto_frontier.csv", "best_model_spec.yaml", "pareto_plot.png",
+                 "alpha_evolution.png", "best_model/best_model.pt", "search_checkpoint.pt"):
+        assert (nas / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["nas"]["mode"] == "darts" and summary["nas"]["search_samples_per_second"] > 0
+    assert summary["compilation"]["npu_compatible"] and summary["compilation"]["host_check"] == "bit-exact"
+    spec = yaml.safe_load((nas / "best_model_spec.yaml").read_text())
+    assert spec["kind"] == "darts" and spec["metrics"]["params"] == summary["model"]["params"]
+
+    retrain = ["examples/hello_world/config.yaml", "--set", f"common.output_dir={tmp_path / 'runs'}",
+               "--set", "dataset.hello_world_files_per_class=4", "--set", "training.model_name=NAS_result",
+               "--set", f"training.model_spec_path={nas / 'best_model_spec.yaml'}",
+               "--set", "training.training_epochs=1", "--set", "compilation.enable=False",
+               "--set", "common.run_name=retrain"]
+    assert main(retrain) == 0
+    again = json.loads((tmp_path / "runs" / "hello_world" / "run" / "retrain" / "summary.json").read_text())
+    assert again["model"]["params"] == summary["model"]["params"] and "nas" not in again
