@@ -71,9 +71,9 @@ def test_hello_world_multi_variable_channels_are_correlated_not_equal(tmp_path):
 
 def test_hello_world_generation_is_fast():
     import time
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: robust to a loaded CI machine
     hello_world.generate(40, 4, 0)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 # ---------------------------------------------------------------- folder format

@@ -52,7 +52,8 @@ def test_raw_and_fft_transform_lists():
     assert "TRUNCATE" in parse_feature_preset("FFT1024Input_256Feature_1Frame").transforms
 
 
-@pytest.mark.parametrize("name", ["Generic_256Input_WAVELET_32Feature_1Frame", "hello", "Generic_100Input_RAW_10Feature_3Frame"])
+@pytest.mark.parametrize("name", ["Generic_256Input_WAVELET_32Feature_1Frame", "hello",
+                                  "Generic_100Input_RAW_10Feature_3Frame"])
 def test_bad_preset_name_lists_pattern_and_custom(name):
     with pytest.raises(UserError) as err:
         parse_feature_preset(name)
@@ -157,7 +158,8 @@ def test_normalisation_uses_the_training_split_only():
     train = [(0, noise(512, 2, 1)), (1, noise(512, 2, 2) * 3 + 1)]
     cfg = FeatureConfig()
     one = extract_features(splits_of(train, val=[(0, noise(256, 2, 3))], test=[(1, noise(512, 2, 4))]), cfg)
-    two = extract_features(splits_of(train, val=[(0, noise(256, 2, 3))], test=[(1, noise(512, 2, 5) * 100 + 50)]), cfg)
+    changed_test = [(1, noise(512, 2, 5) * 100 + 50)]
+    two = extract_features(splits_of(train, val=[(0, noise(256, 2, 3))], test=changed_test), cfg)
     assert one.mean.shape == (2, 1) and one.std.shape == (2, 1)
     np.testing.assert_array_equal(one.mean, two.mean)
     np.testing.assert_array_equal(one.std, two.std)

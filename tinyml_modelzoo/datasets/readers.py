@@ -124,5 +124,6 @@ def _check_finite(data: np.ndarray, name: str, where, columns: list[str]) -> Non
     finite = np.isfinite(data)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        raise UserError(f"{name}: {where(row)}, column {columns[col]}: value {data[row, col]} is not finite (NaN or inf, or beyond the float32 range; first of "
-                        f"{int((~finite).sum())}); interpolate or drop those samples, or remove the file")
+        raise UserError(f"{name}: {where(row)}, column {columns[col]}: value {data[row, col]} is not finite "
+                        f"(NaN or inf, or beyond the float32 range; first of {int((~finite).sum())}); "
+                        "interpolate or drop those samples, or remove the file")

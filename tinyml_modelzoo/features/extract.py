@@ -9,7 +9,7 @@ import numpy as np
 from tinyml_modelzoo.config.schema import FeatureConfig
 from tinyml_modelzoo.datasets import SPLITS, DatasetSplits, Recording
 from tinyml_modelzoo.errors import UserError
-from tinyml_modelzoo.features.plan import KEY, FeaturePlan, resolve_plan
+from tinyml_modelzoo.features.plan import KEY, FeaturePlan, features_per_frame, resolve_plan
 from tinyml_modelzoo.features.transforms import apply_transforms
 from tinyml_modelzoo.features.windows import example_frames
 
@@ -113,24 +113,19 @@ def _split_features(split: str, recordings: tuple[Recording, ...], plan: Feature
     if short:
         log.warning("features: %s: skipping %d recording(s) shorter than one example window of %d samples: %s",
                     split, len(short), plan.window, ", ".join(short[:5]) + (" ..." if len(short) > 5 else ""))
-    if recordings and not frames or (split == "train" and not frames):
+    if not frames and (recordings or split == "train"):  # an empty val/test list is the dataset's call
         raise UserError(f"{KEY}: the {split} split has no example: every recording is shorter than one window of "
                         f"{plan.window} samples (frame_size {plan.frame_size} x {plan.num_frame_concat} frames); "
                         "use a smaller frame_size / fewer frames, or longer recordings")
     if not frames:
-        f = _features_length(plan)
-        return np.empty((0, channels, f), np.float32), np.empty(0, np.int64), ()
+        length = features_per_frame(plan) * plan.num_frame_concat
+        return np.empty((0, channels, length), np.float32), np.empty(0, np.int64), ()
     with np.errstate(all="ignore"):  # non-finite results are reported below, with the example
         x = apply_transforms(np.concatenate(frames).astype(np.float64), plan)
     x = x.reshape(*x.shape[:2], -1)  # CONCAT: (N, C, K, F) -> (N, C, K * F)
     x = x * (1.0 if plan.scale is None else plan.scale) + (0.0 if plan.offset is None else plan.offset)
     _check_finite(x, ids, split, plan)
     return x.astype(np.float32), np.concatenate(labels), tuple(ids)
-
-
-def _features_length(plan: FeaturePlan) -> int:
-    from tinyml_modelzoo.features.plan import features_per_frame
-    return features_per_frame(plan) * plan.num_frame_concat
 
 
 def _check_finite(x: np.ndarray, ids: list[str], split: str, plan: FeaturePlan) -> None:
