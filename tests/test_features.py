@@ -212,3 +212,9 @@ def test_hello_world_is_learnable_by_a_1k_cnn():
     with torch.no_grad():
         accuracy = (model(torch.from_numpy(fs.x_test)).argmax(1).numpy() == fs.y_test).mean()
     assert accuracy >= 0.85
+
+
+def test_docs_list_every_transform():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "feature_extraction.md").read_text()
+    missing = [name for name in TRANSFORMS if f"`{name}`" not in text]
+    assert not missing, f"docs/feature_extraction.md does not describe {missing}"
