@@ -7,10 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinyml_modelzoo.config.schema import DatasetConfig
 from tinyml_modelzoo.datasets import DatasetSplits, load_dataset
 from tinyml_modelzoo.datasets import hello_world
+from tinyml_modelzoo.datasets.splits import split_counts
 from tinyml_modelzoo.errors import UserError
 
 
@@ -292,3 +295,13 @@ def test_not_a_zip(tmp_path):
 def test_named_dataset_without_path(tmp_path):
     with pytest.raises(UserError, match="input_data_path"):
         load(tmp_path, dataset_name="motor_fault")
+
+
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 300), val=st.floats(0, 0.45), test=st.floats(0, 0.45))
+def test_split_counts_keep_train_and_fill_requested_splits(n, val, test):
+    factor = (1 - val - test, val, test)
+    counts = split_counts(n, factor)
+    assert sum(counts) == n and counts[0] >= 1 and min(counts) >= 0
+    if n >= 3:  # enough files: every requested split gets at least one
+        assert all(counts[i] >= 1 for i in (1, 2) if factor[i] > 0)
