@@ -76,9 +76,8 @@ def extract_features(splits: DatasetSplits, cfg: FeatureConfig) -> FeatureSet:
     mean = std = None
     if plan.normalize:
         train = parts["train"][0].astype(np.float64)
-        mean = train.mean(axis=(0, 2))[:, None]
-        # a constant channel would divide by ~0: leave its scale alone
-        std = np.where(train.std(axis=(0, 2)) > 1e-8, train.std(axis=(0, 2)), 1.0)[:, None]
+        mean, std = train.mean(axis=(0, 2))[:, None], train.std(axis=(0, 2))[:, None]
+        std = np.where(std > 1e-8, std, 1.0)  # a constant channel would divide by ~0: leave its scale alone
         parts = {s: (((x - mean) / std).astype(np.float32), y, ids) for s, (x, y, ids) in parts.items()}
     result = FeatureSet(*(parts[s][0] for s in SPLITS), *(parts[s][1] for s in SPLITS),
                         *(parts[s][2] for s in SPLITS), class_names=splits.class_names,
@@ -132,5 +131,5 @@ def _check_finite(x: np.ndarray, ids: list[str], split: str, plan: FeaturePlan) 
     bad = ~np.isfinite(x).reshape(len(x), -1).all(axis=1)
     if bad.any():
         raise UserError(f"{KEY}: transforms {list(plan.transforms)} give NaN/inf for {int(bad.sum())} {split} "
-                        f"example(s), first {ids[int(np.argmax(bad))]}; e.g. LOG_DB of negative raw values — "
-                        "apply ABS before LOG_DB or raise log_threshold")
+                        f"example(s), first {ids[int(np.argmax(bad))]} (e.g. LOG_DB of a silent frame with "
+                        "log_threshold 0); raise log_threshold or check the transform list")
