@@ -66,3 +66,18 @@ def test_tiny_darts_run_then_retrain_the_found_spec(tmp_path):
     assert main(retrain) == 0
     again = json.loads((tmp_path / "runs" / "hello_world" / "run" / "retrain" / "summary.json").read_text())
     assert again["model"]["params"] == summary["model"]["params"] and "nas" not in again
+
+
+def test_tiny_multi_trial_run_through_the_pipeline(tmp_path):
+    args = ["examples/hello_world/config_nas_multitrial.yaml", "--set", f"common.output_dir={tmp_path / 'runs'}",
+            "--set", "dataset.hello_world_files_per_class=4", "--set", "nas.num_trials=3",
+            "--set", "nas.parallel_trials=1", "--set", "nas.trial_epochs=1", "--set", "training.training_epochs=1",
+            "--set", "compilation.enable=False", "--set", "common.run_name=mt"]
+    assert main(args) == 0
+    run_dir = tmp_path / "runs" / "hello_world" / "run" / "mt"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["nas"]["mode"] == "multi_trial" and summary["nas"]["trials"] == 3
+    assert summary["model"]["source"] == "multi_trial"
+    for name in ("search_results.csv", "pareto_frontier.csv", "best_model_spec.yaml", "pareto_plot.png",
+                 "best_model/best_model.pt"):
+        assert (run_dir / "NAS" / name).is_file(), name
