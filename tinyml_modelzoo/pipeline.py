@@ -7,6 +7,7 @@ the run folder so ``--resume`` can skip finished stages.
 """
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import contextmanager
@@ -110,8 +111,9 @@ def _load_features(config: Config, run: RunDir):
     from .datasets import load_dataset
     from .features import extract_features
     config_dir = Path(config.source_path).parent if config.source_path else Path.cwd()
-    splits = load_dataset(config.dataset, config.common.seed, config_dir, run.stage_dir("dataset"))
+    splits = load_dataset(config.dataset, config.common.seed, config_dir, run.path)
     features = extract_features(splits, config.data_processing_feature_extraction)
+    _write_feature_stats(features, run.stage_dir("dataset") / "feature_extraction.json")
     log.info("dataset %s: %d classes (%s); train %d, val %d, test %d examples of shape (%d, %d)",
              config.dataset.dataset_name, features.num_classes, ", ".join(features.class_names),
              len(features.y_train), len(features.y_val), len(features.y_test), features.in_channels,
@@ -119,8 +121,19 @@ def _load_features(config: Config, run: RunDir):
     return features
 
 
+def _write_feature_stats(features, path: Path) -> None:
+    """What the device must do before the model: the feature plan and the normalisation
+    (x - mean) / std per channel, computed on the training split."""
+    data = dict(features.to_summary())
+    data["normalization"] = None if features.mean is None else {
+        "mean": np.asarray(features.mean).reshape(-1).tolist(), "std": np.asarray(features.std).reshape(-1).tolist(),
+        "applies": "x_normalized[c, :] = (x[c, :] - mean[c]) / std[c]"}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
 def _dataset_summary(config: Config, features) -> dict:
     return {"name": config.dataset.dataset_name, "classes": list(features.class_names),
+            "features": features.to_summary().get("plan", {}).get("name"),
             "input_shape": [features.in_channels, features.in_length],
             "samples": {"train": int(len(features.y_train)), "val": int(len(features.y_val)),
                         "test": int(len(features.y_test))}}

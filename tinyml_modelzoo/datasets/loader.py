@@ -96,5 +96,5 @@ def _make(name: str, names, splits: dict, source: str) -> DatasetSplits:
                         "have the same data columns (time columns are dropped)")
     result = DatasetSplits(name, tuple(names), *(tuple(splits[s]) for s in SPLITS),
                            num_variables=next(iter(by_count)), split_source=source)
-    log.info("dataset %s: %s", name, result.to_summary()["recordings"])
+    log.info("dataset %s: recordings %s", name, result.to_summary()["recordings"])
     return result

@@ -84,7 +84,7 @@ def extract_features(splits: DatasetSplits, cfg: FeatureConfig) -> FeatureSet:
                         mean=None if mean is None else mean.astype(np.float32),
                         std=None if std is None else std.astype(np.float32),
                         transforms=plan.transforms, frame_size=plan.frame_size, plan=plan)
-    log.info("features: (C, L) = (%d, %d), examples %s", result.in_channels, result.in_length,
+    log.debug("features: (C, L) = (%d, %d), examples %s", result.in_channels, result.in_length,
              result.to_summary()["examples"])
     return result
 
