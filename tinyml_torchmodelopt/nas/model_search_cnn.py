@@ -4,10 +4,13 @@ Fast evaluation (the point of this module). DARTS evaluates each edge's ops one
 by one: hundreds of tiny kernels per cell. Here, for every cell state ``s_j``
 that feeds later nodes:
 
-* ONE Conv1d computes every ``conv_bn_relu_k`` op of every outgoing edge (and,
+* ONE conv computes every ``conv_bn_relu_k`` op of every outgoing edge (and,
   for stride-2 states, every factorized-reduce 1x1 conv): the k=3/5/7 kernels
-  are zero-padded (centred) to the largest kernel and stacked along the output
-  channels; a fixed mask keeps the padding taps exactly zero;
+  are stored centred in a 7-tap weight stacked along the output channels, one
+  im2col patch matrix is shared and each kernel size is one matmul on its rows
+  (no MACs on padding taps);
+* activations are kept as (C, N, L) so that convs and the mixing are single
+  large matmuls instead of N small ones;
 * ONE batch norm over all those channels (batch norm is per channel, so this is
   exact), one ReLU;
 * max/avg pool and identity are computed once and shared by all edges of s_j;
@@ -124,8 +127,122 @@ def _mixing_index(primitives: list[str], steps: int, plans: list[_StatePlan]):
     return torch.tensor(dst, dtype=torch.long), torch.tensor(src, dtype=torch.long), sizes
 
 
+# -- "CNL" layout ----------------------------------------------------------------
+# The fast path keeps activations as (C, N, L) instead of (N, C, L): a conv is
+# then ONE matmul W (C_out, C_in*k) @ patches (C_in*k, N*L_out) instead of N
+# small batched ones, batch norm is per row, and the weighted sum of the
+# candidates of all outgoing edges of a state is ONE matmul (edges x candidates)
+# @ (candidates x C*N*L).
+
+def _patches(x: torch.Tensor, k: int, stride: int, padding: int) -> torch.Tensor:
+    """(C, N, L) -> (k*C, N*L_out) im2col patches, rows ordered (tap, channel).
+
+    Tap-major rows make the patches of a centred smaller kernel a contiguous
+    row slice, so fused kernels of different sizes share one patch matrix.
+    """
+    C, N, L = x.shape
+    if k == 1 and padding == 0:
+        return (x[:, :, ::stride] if stride > 1 else x).reshape(C, -1)
+    xp = F.pad(x, (padding, padding)) if padding else x
+    cols = xp.unfold(2, k, stride)  # (C, N, L_out, k) view
+    return cols.permute(3, 0, 1, 2).reshape(k * C, -1)
+
+
+class _ConvCNL(torch.autograd.Function):
+    """Conv1d without bias on (C, N, L) tensors as im2col + matmuls (fwd and bwd).
+
+    On CPU, oneDNN runs the thin 1-D convs of a tiny-ML supernet (few channels,
+    long series) poorly; its backward costs 5-10x its forward. Here one patch
+    matrix is built per call and each block of output channels that shares a
+    kernel size ``k`` (centred in the stored ``kmax``-tap weight) is one matmul
+    on its row slice of the patches: no MACs are spent on the zero taps of the
+    fused 3/5/7 kernels. Gradients: matmuls plus kmax shifted adds (col2im).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, blocks, stride: int, padding: int):
+        Co, C, kmax = weight.shape
+        cols = _patches(x, kmax, stride, padding)
+        out = cols.new_empty(Co, cols.shape[1])
+        wks = []
+        for r0, r1, k in blocks:
+            lo = kmax // 2 - k // 2
+            wk = weight[r0:r1, :, lo:lo + k].permute(0, 2, 1).reshape(r1 - r0, k * C)
+            torch.mm(wk, cols[lo * C:(lo + k) * C], out=out[r0:r1])
+            wks.append(wk)
+        ctx.save_for_backward(cols, *wks)
+        ctx.conf = (stride, padding, x.shape, weight.shape, blocks)
+        return out.view(Co, x.shape[1], -1)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        cols, *wks = ctx.saved_tensors
+        s, p, (C, N, L), (Co, _, kmax), blocks = ctx.conf
+        Lo = grad_out.shape[-1]
+        g = grad_out.reshape(Co, N * Lo)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            gcols = g.new_zeros(kmax * C, N * Lo)
+            for (r0, r1, k), wk in zip(blocks, wks):
+                lo = kmax // 2 - k // 2
+                gcols[lo * C:(lo + k) * C].addmm_(wk.t(), g[r0:r1])
+            if kmax == 1 and p == 0 and s == 1:
+                grad_x = gcols.view(C, N, L)
+            else:
+                gcols = gcols.view(kmax, C, N, Lo)
+                gxp = g.new_zeros(C, N, L + 2 * p)
+                for t in range(kmax):
+                    gxp[:, :, t:t + s * (Lo - 1) + 1:s] += gcols[t]
+                grad_x = gxp[:, :, p:p + L]
+        if ctx.needs_input_grad[1]:
+            grad_w = g.new_zeros(Co, C, kmax)
+            for r0, r1, k in blocks:
+                lo = kmax // 2 - k // 2
+                gk = torch.mm(g[r0:r1], cols[lo * C:(lo + k) * C].t())  # (rows, k*C)
+                grad_w[r0:r1, :, lo:lo + k] = gk.view(r1 - r0, k, C).permute(0, 2, 1)
+        return grad_x, grad_w, None, None, None
+
+
+def conv_cnl(x: torch.Tensor, weight: torch.Tensor, blocks=None, stride: int = 1,
+             padding: int = 0) -> torch.Tensor:
+    """Conv1d (no bias) of a (C, N, L) tensor; returns (C_out, N, L_out).
+
+    ``blocks``: ((row_start, row_end, k), ...) output-channel blocks whose kernel
+    is the centred k taps of ``weight`` (default: one block, all taps).
+    """
+    if blocks is None:
+        blocks = ((0, weight.shape[0], weight.shape[2]),)
+    return _ConvCNL.apply(x, weight, tuple(blocks), stride, padding)
+
+
+def bn_cnl(x: torch.Tensor, bn: nn.BatchNorm1d | None = None) -> torch.Tensor:
+    """Batch norm of a (C, N, L) tensor (statistics per channel over N*L, as BatchNorm1d)."""
+    C = x.shape[0]
+    flat = x.reshape(1, C, -1)
+    if bn is None:
+        out = F.batch_norm(flat, None, None, training=True, momentum=0.0, eps=1e-5)
+    else:
+        out = F.batch_norm(flat, bn.running_mean, bn.running_var, bn.weight, bn.bias,
+                           bn.training or not bn.track_running_stats, bn.momentum or 0.0, bn.eps)
+    return out.view_as(x)
+
+
+def conv_bn_relu_cnl(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """Apply a ConvBNReLU (or stem) nn.Sequential to a (C, N, L) tensor."""
+    for m in seq:
+        if isinstance(m, nn.Conv1d):
+            x = conv_cnl(x, m.weight, None, m.stride[0], m.padding[0])
+        elif isinstance(m, nn.BatchNorm1d):
+            x = bn_cnl(x, m)
+        elif isinstance(m, nn.ReLU):
+            x = F.relu(x)
+        elif not isinstance(m, nn.Flatten):
+            raise TypeError(f"unsupported layer {m}")
+    return x
+
+
 class FusedStateConv(nn.Module):
-    """All conv candidates of one source state as one Conv1d (weights masked per kernel size)."""
+    """All conv candidates of one source state as one conv (kernel sizes as channel blocks)."""
 
     def __init__(self, C: int, plan: _StatePlan, kernels: list[int]):
         super().__init__()
@@ -136,17 +253,21 @@ class FusedStateConv(nn.Module):
         self.kmax = max(groups)
         self.groups = groups
         weight = torch.zeros(len(groups) * C, C, self.kmax)
-        mask = torch.zeros_like(weight)
         for g, k in enumerate(groups):
             lo = self.kmax // 2 - k // 2
             bound = 1.0 / (C * k) ** 0.5  # nn.Conv1d default init (kaiming_uniform, a=sqrt(5))
             weight[g * C:(g + 1) * C, :, lo:lo + k].uniform_(-bound, bound)
-            mask[g * C:(g + 1) * C, :, lo:lo + k] = 1.0
-        self.weight = nn.Parameter(weight)
-        self.register_buffer('mask', mask, persistent=False)
+        self.weight = nn.Parameter(weight)  # padding taps stay 0: the conv never reads them
+        blocks = []
+        for g, k in enumerate(groups):
+            if blocks and blocks[-1][2] == k:
+                blocks[-1] = (blocks[-1][0], (g + 1) * C, k)
+            else:
+                blocks.append((g * C, (g + 1) * C, k))
+        self.blocks = tuple(blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv1d(x, self.weight * self.mask, stride=self.stride, padding=self.kmax // 2)
+        return conv_cnl(x, self.weight, self.blocks, self.stride, self.kmax // 2)
 
     def group_weight(self, g: int) -> torch.Tensor:
         """Weight of candidate group g with its real kernel size (for the naive path)."""
@@ -160,11 +281,16 @@ def _bn(x: torch.Tensor) -> torch.Tensor:
 
 
 def _shared_op(name: str, x: torch.Tensor, stride: int) -> torch.Tensor:
+    """Parameter-free op on (N, C, L) or (C, N, L) (pools act on the last axis only)."""
     if name == 'skip_connect':
         return x
+    A, B, L = x.shape
+    flat = x.reshape(A * B, 1, L)
     if name == 'max_pool_3x1':
-        return F.max_pool1d(x, 3, stride, 1)
-    return F.avg_pool1d(x, 3, stride, 1, count_include_pad=False)
+        out = F.max_pool1d(flat, 3, stride, 1)
+    else:
+        out = F.avg_pool1d(flat, 3, stride, 1, count_include_pad=False)
+    return out.view(A, B, -1)
 
 
 class SearchCell(nn.Module):
@@ -186,38 +312,42 @@ class SearchCell(nn.Module):
                 OPS[name](C, plan.stride, False) for name in plan.generic for _ in range(plan.n_edges)))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: list[torch.Tensor]) -> torch.Tensor:
-        states = [self.preprocess0(s0), self.preprocess1(s1)]
+        """Fast path on (C, N, L) tensors; ``mixing[j]`` is the (edges x candidates) matrix of s_j."""
+        states = [conv_bn_relu_cnl(self.preprocess0, s0), conv_bn_relu_cnl(self.preprocess1, s1)]
         partial: list[list[torch.Tensor]] = [[] for _ in range(self.steps)]
+        C = self.C
         for plan, fused, generic, W in zip(self.plans, self.fused, self.generic, mixing):
             x = states[plan.j]
             parts = []
             if plan.n_fused:
-                y = _bn(fused(x))
-                N, _, L = y.shape
-                n_relu = plan.n_conv * plan.n_edges * self.C
+                y = bn_cnl(fused(x))  # (groups*C, N, L_out)
+                n_relu = plan.n_conv * plan.n_edges * C
                 if plan.fused_fr:
-                    parts.append(F.relu(y[:, :n_relu]).view(N, plan.n_conv * plan.n_edges, -1))
-                    parts.append(y[:, n_relu:].view(N, plan.n_edges, -1))
+                    parts.append(F.relu(y[:n_relu]).view(plan.n_conv * plan.n_edges, -1))
+                    parts.append(y[n_relu:].view(plan.n_edges, -1))
                 else:
-                    parts.append(F.relu(y).view(N, plan.n_conv * plan.n_edges, -1))
-            for op in generic:
-                parts.append(op(x).flatten(1).unsqueeze(1))
+                    parts.append(F.relu(y).view(plan.n_conv * plan.n_edges, -1))
+            if len(generic):
+                xt = x.transpose(0, 1)
+                for op in generic:
+                    parts.append(op(xt).transpose(0, 1).reshape(1, -1))
             for name in plan.shared:
-                parts.append(_shared_op(name, x, plan.stride).flatten(1).unsqueeze(1))
-            Z = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            contrib = torch.matmul(W.view(plan.n_edges, -1), Z)  # (N, n_edges, C*L)
-            for e, piece in enumerate(contrib.unbind(1)):
+                parts.append(_shared_op(name, x, plan.stride).reshape(1, -1))
+            Z = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+            contrib = torch.mm(W.view(plan.n_edges, -1), Z)  # (edges, C*N*L_out)
+            for e, piece in enumerate(contrib.unbind(0)):
                 partial[plan.first_target + e].append(piece)
             if plan.j >= 1:  # node t = j-1 has inputs 0..j: all processed now
                 t = plan.j - 1
                 node = partial[t][0]
                 for p in partial[t][1:]:
                     node = node + p
-                states.append(node.view(node.shape[0], self.C, -1))
-        return torch.cat(states[-self.multiplier:], dim=1)
+                states.append(node.view(C, x.shape[1], -1))
+        return torch.cat(states[-self.multiplier:], dim=0)
 
     # -- reference path: op-by-op DARTS mixture on the same weights -------------
     def forward_naive(self, s0, s1, weights: torch.Tensor) -> torch.Tensor:
+        """Reference on (N, C, L) tensors with standard layers, op by op."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offsets = node_offsets(self.steps)
         kernels = [p for p in self.primitives if p in CONV_KERNELS]
@@ -321,16 +451,18 @@ class SearchNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
         """Logits (N, num_classes) for x of shape (N, C, L) or (N, C, L, 1)."""
-        s0 = s1 = self.stem(x)
         if naive:
+            s0 = s1 = self.stem(x)
             wn, wr = F.softmax(self.alphas_normal, -1), F.softmax(self.alphas_reduce, -1)
             for cell in self.cells:
                 s0, s1 = s1, cell.forward_naive(s0, s1, wr if cell.reduction else wn)
-        else:
-            mix = {'normal': self._mixing('normal'), 'reduce': self._mixing('reduce')}
-            for cell in self.cells:
-                s0, s1 = s1, cell(s0, s1, mix['reduce' if cell.reduction else 'normal'])
-        return self.classifier(s1)
+            return self.classifier(s1)
+        x = x.flatten(2).transpose(0, 1).contiguous()  # (C, N, L)
+        s0 = s1 = conv_bn_relu_cnl(self.stem, x)
+        mix = {'normal': self._mixing('normal'), 'reduce': self._mixing('reduce')}
+        for cell in self.cells:
+            s0, s1 = s1, cell(s0, s1, mix['reduce' if cell.reduction else 'normal'])
+        return self.classifier[2](s1.mean(-1).t())  # global average pool + linear
 
     # -- derivation -------------------------------------------------------------
     def genotype(self, alphas_normal: torch.Tensor | None = None,
