@@ -23,7 +23,7 @@ import os
 import sqlite3
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional
@@ -64,6 +64,7 @@ class MultiTrialResult:
     trials_run: int
     stopped_early: bool
     files: dict = field(default_factory=dict)
+    samples_per_second: float = 0.0     # training samples (epochs x train size) of this call's trials / search_seconds
 
 
 # ---- public entry points -------------------------------------------------------------------------
@@ -92,8 +93,12 @@ def run_multi_trial(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, 
         _work(study, TrialObjective(setup, features, space), setup, monitor, wait_for_others=True)
     finally:
         monitor.close()
+    before = {r["trial"] for r in rows}
     rows = _rows(study, setup)
-    return _finish(setup, features, out_dir, rows, time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    result = _finish(setup, features, out_dir, rows, seconds)
+    samples = sum(r["epochs"] for r in rows if r["trial"] not in before) * len(features.y_train)
+    return replace(result, samples_per_second=samples / seconds if seconds > 0 else 0.0)
 
 
 def run_worker(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, device_info, out_dir: Path,
