@@ -25,6 +25,7 @@ from tinyml_modelzoo.errors import UserError
 from tinyml_modelzoo.nas_multitrial import (CandidateSpace, choose_best, npu_rule_violations, pareto_front,
                                             prepare_study, run_multi_trial, run_worker, score)
 from tinyml_modelzoo.nas_multitrial import search as search_module
+from tinyml_modelzoo.nas_multitrial import study as study_module
 from tinyml_modelzoo.nas_multitrial.selection import early_stop_reached
 from tinyml_modelzoo.npu import check_npu
 from tinyml_modelzoo.zoo import get_model_spec
@@ -248,21 +249,21 @@ def test_early_stop_rule():
 # ---- search behaviour ------------------------------------------------------------------------------
 
 def test_resume_completes_to_num_trials_and_keeps_finished_trials(tmp_path, features, monkeypatch):
-    monkeypatch.setattr(search_module, "STALE_SECONDS", 1.0)
-    first = run_multi_trial(features, nas_config(num_trials=4, trial_epochs=1, param_range=[100, 60000]), TRAINING, F28P55, tmp_path, 0,
-                            progress=False)
+    monkeypatch.setattr(study_module, "STALE_SECONDS", 1.0)
+    nas4 = nas_config(num_trials=4, trial_epochs=1, param_range=[100, 60000])
+    nas8 = replace(nas4, num_trials=8)
+    first = run_multi_trial(features, nas4, TRAINING, F28P55, tmp_path, 0, progress=False)
     before = pd.read_csv(tmp_path / "search_results.csv")
     assert first.trials_run == 4 and len(before) == 4
 
     # A trial left RUNNING by a killed process: its heartbeat goes stale, it is failed and redone.
-    setup, _ = prepare_study(features, nas_config(num_trials=8, trial_epochs=1, param_range=[100, 60000]), TRAINING, F28P55, tmp_path, 0)
-    study = optuna.load_study(study_name=setup.study_name, storage=search_module._storage(setup.storage_url, True))
+    setup, _ = prepare_study(features, nas8, TRAINING, F28P55, tmp_path, 0)
+    study = optuna.load_study(study_name=setup.study_name, storage=study_module.storage(setup.storage_url, True))
     orphan = study.ask()
     study._storage.record_heartbeat(orphan._trial_id)
     time.sleep(1.5)
 
-    second = run_multi_trial(features, nas_config(num_trials=8, trial_epochs=1, param_range=[100, 60000]), TRAINING, F28P55, tmp_path, 0,
-                             progress=False)
+    second = run_multi_trial(features, nas8, TRAINING, F28P55, tmp_path, 0, progress=False)
     after = pd.read_csv(tmp_path / "search_results.csv")
     assert second.trials_run == 8 and len(after) == 8
     pd.testing.assert_frame_equal(after.iloc[:4].reset_index(drop=True), before)

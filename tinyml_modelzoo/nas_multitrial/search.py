@@ -1,4 +1,4 @@
-"""Multi-trial NAS with Optuna: the study, the trial loop, parallel and distributed workers.
+"""Multi-trial NAS entry points: run a search, join one as a worker, write the results.
 
 One Optuna study per search lives in a storage (default: SQLite ``study.db`` in
 the run's ``NAS/`` folder; any RDB URL, e.g. PostgreSQL, for a cluster). The
@@ -6,47 +6,37 @@ study name is a fingerprint of everything that defines the search (space,
 constraints, objective, trial recipe, seed, data shape) but not of
 ``num_trials``: running again with the same config resumes the study and
 completes it up to ``num_trials``; a changed search starts a fresh study.
-
-Counting: a trial counts once it is COMPLETE (trained or rejected before
-training) or PRUNED. Failed trials do not count. A RUNNING trial whose
-heartbeat stopped (its process was killed) is marked failed after
-``STALE_SECONDS`` and its slot is redone.
+How trials are counted and how dead workers' trials are redone: see ``study.py``.
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
-import sqlite3
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
-import optuna
 import torch
-from optuna.trial import TrialState
-from tqdm.auto import tqdm
 
 from tinyml_modelzoo.config.schema import NasConfig, TrainingConfig
 from tinyml_modelzoo.errors import UserError
 from tinyml_modelzoo.zoo.spec import ModelSpec
 
 from . import outputs
-from .selection import COMPLETE, early_stop_reached, choose_best, pareto_front
+from .selection import choose_best, pareto_front
 from .space import CandidateSpace
-from .trial import WARM_START_ATTR, SearchSetup, SurplusTrial, TrialObjective, row_from_trial
+from .study import (POLL_SECONDS, Monitor, fail_stale, open_study, result_rows, stop_early, study_exists,
+                    work)
+from .trial import WARM_START_ATTR, SearchSetup, TrialObjective
 
 log = logging.getLogger("tinyml_modelzoo")
 
-STALE_SECONDS = 30.0      # a RUNNING trial without a heartbeat for this long belongs to a dead process
-POLL_SECONDS = 1.0        # how often a waiting process looks at the storage
 WORKER_WAIT_SECONDS = 120.0   # how long run_worker waits for the main run to create the study
 FEATURES_FILE = "worker_features.npz"
 DEFAULT_DB_NAME = "study.db"
@@ -79,22 +69,22 @@ def run_multi_trial(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, 
     out_dir = Path(out_dir)
     setup, space = prepare_study(features, nas_cfg, training_cfg, device_info, out_dir, seed)
     workers = 1 if nas_cfg.search_type == "single_trial" else nas_cfg.parallel_trials
-    study = _open_study(setup, sampler_seed=seed)
-    _fail_stale(study)
-    rows = _rows(study, setup)
+    study = open_study(setup, sampler_seed=seed)
+    fail_stale(study)
+    rows = result_rows(study, setup)
     log.info("multi-trial NAS: %d trials (%d done), %s sampler, %d worker%s, params %d..%d%s, study %s in %s",
              nas_cfg.num_trials, len(rows), nas_cfg.sampler, workers, "s" * (workers > 1), *setup.param_range,
              ", NPU-valid candidates only" if setup.npu else "", setup.study_name, _safe_url(setup.storage_url))
-    monitor = _Monitor(nas_cfg.num_trials, progress, rows)
+    monitor = Monitor(nas_cfg.num_trials, progress, rows)
     try:
         if workers > 1:
             _run_spawned_workers(setup, features, out_dir, workers, monitor)
-        study = _open_study(setup, sampler_seed=seed + 7919 * len(study.trials))
-        _work(study, TrialObjective(setup, features, space), setup, monitor, wait_for_others=True)
+        study = open_study(setup, sampler_seed=seed + 7919 * len(study.trials))
+        work(study, TrialObjective(setup, features, space), setup, monitor, wait_for_others=True)
     finally:
         monitor.close()
     before = {r["trial"] for r in rows}
-    rows = _rows(study, setup)
+    rows = result_rows(study, setup)
     seconds = time.perf_counter() - start
     result = _finish(setup, features, out_dir, rows, seconds)
     samples = sum(r["epochs"] for r in rows if r["trial"] not in before) * len(features.y_train)
@@ -111,15 +101,15 @@ def run_worker(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, devic
     """
     setup, space = resolve_setup(features, nas_cfg, training_cfg, device_info, Path(out_dir), seed)
     deadline = time.monotonic() + WORKER_WAIT_SECONDS
-    while not _study_exists(setup):
+    while not study_exists(setup):
         if time.monotonic() > deadline:
             raise UserError(f"nas.storage: no search {setup.study_name} in {_safe_url(setup.storage_url)}; start "
                             "the main run first, and give the worker the same config (search space, "
                             "param_range, sampler, trial recipe, seed, data)")
         time.sleep(POLL_SECONDS)
-    study = _open_study(setup, sampler_seed=(seed * 1_000_003 + os.getpid() + time.time_ns()) % 2**31)
+    study = open_study(setup, sampler_seed=(seed * 1_000_003 + os.getpid() + time.time_ns()) % 2**31)
     log.info("NAS worker joined study %s in %s", setup.study_name, _safe_url(setup.storage_url))
-    return _work(study, TrialObjective(setup, features, space), setup, None, wait_for_others=False)
+    return work(study, TrialObjective(setup, features, space), setup, None, wait_for_others=False)
 
 
 def prepare_study(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, device_info, out_dir: Path,
@@ -129,7 +119,7 @@ def prepare_study(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, de
     out_dir.mkdir(parents=True, exist_ok=True)
     setup, space = resolve_setup(features, nas_cfg, training_cfg, device_info, out_dir, seed)
     warm = _warm_start_spec(nas_cfg)
-    study = _open_study(setup, sampler_seed=seed)
+    study = open_study(setup, sampler_seed=seed)
     if warm is not None and not study.trials:
         params = space.params_for(warm) or {}
         study.enqueue_trial(params, user_attrs={WARM_START_ATTR: json.dumps(warm.to_dict())})
@@ -164,153 +154,9 @@ def resolve_setup(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, de
     return setup, space
 
 
-# ---- the study -----------------------------------------------------------------------------------
-
-_STORAGES: dict[str, optuna.storages.RDBStorage] = {}
-
-
-def _storage(url: str, local: bool) -> optuna.storages.RDBStorage:
-    """One RDB storage per URL and process, with heartbeats (stale-trial detection).
-    ``local``: the default run-folder SQLite file (not a user-given URL)."""
-    if url in _STORAGES:
-        return _STORAGES[url]
-    engine: dict = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    if local and url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        # Our own run-folder database lives on a local disk: WAL + synchronous=NORMAL makes each of
-        # the ~30 commits of a trial cheap and lets local workers read while one writes. A
-        # user-given SQLite URL is left alone (WAL does not work on network file systems).
-        engine = {"creator": functools.partial(_sqlite_connect, path)}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine,
-                                             heartbeat_interval=max(1, int(STALE_SECONDS // 4)),
-                                             grace_period=int(max(1, STALE_SECONDS)))
-    _STORAGES[url] = storage
-    return storage
-
-
-def _sqlite_connect(path: str) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, timeout=120, check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    connection.execute("PRAGMA synchronous=NORMAL")
-    return connection
-
-
-def _sampler(setup: SearchSetup, seed: int) -> optuna.samplers.BaseSampler:
-    n = setup.nas.num_trials
-    if setup.nas.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if setup.nas.sampler == "nsga2":
-            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(20, n // 3)))
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(3, min(10, n // 3)),
-                                          constant_liar=True)
-
-
-def _pruner(setup: SearchSetup) -> optuna.pruners.BasePruner:
-    if setup.multi_objective:
-        return optuna.pruners.NopPruner()
-    # Median rule once more than half of the trial epochs ran (the first epochs of a one-cycle
-    # schedule say little), after 3 trials; the last epoch is never pruned (see TrialObjective).
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=setup.nas.trial_epochs // 2 + 1)
-
-
-def _open_study(setup: SearchSetup, sampler_seed: int) -> optuna.Study:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    directions = ["maximize", "minimize"] + (["minimize"] if setup.use_latency else []) \
-        if setup.multi_objective else ["maximize"]
-    return optuna.create_study(storage=_storage(setup.storage_url, setup.nas.storage is None),
-                               study_name=setup.study_name, sampler=_sampler(setup, sampler_seed % 2**31), pruner=_pruner(setup),
-                               directions=directions, load_if_exists=True)
-
-
-def _study_exists(setup: SearchSetup) -> bool:
-    try:
-        names = optuna.get_all_study_names(storage=_storage(setup.storage_url, setup.nas.storage is None))
-    except Exception:   # storage not reachable or not initialised yet
-        return False
-    return setup.study_name in names
-
-
-def _fail_stale(study: optuna.Study) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
-
-
-def _rows(study: optuna.Study, setup: SearchSetup) -> list[dict]:
-    rows = (row_from_trial(t, setup) for t in study.get_trials(deepcopy=False))
-    return sorted((r for r in rows if r is not None), key=lambda r: r["trial"])
-
-
-# ---- the trial loop ------------------------------------------------------------------------------
-
-def _work(study: optuna.Study, objective: TrialObjective, setup: SearchSetup, monitor: Optional["_Monitor"],
-          *, wait_for_others: bool) -> int:
-    """Run trials until the study has ``num_trials`` (or stops early); returns how many this process ran.
-
-    ``wait_for_others``: when the remaining slots are held by running trials of other
-    processes, wait for them (and redo those whose process died) instead of returning.
-    """
-    nas, ran = setup.nas, 0
-    while True:
-        rows = _rows(study, setup)
-        if monitor:
-            monitor.update(rows)
-        if len(rows) >= nas.num_trials or _stop_early(rows, nas):
-            return ran
-        running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-        if len(rows) + running >= nas.num_trials:
-            if not wait_for_others:
-                return ran
-            _fail_stale(study)
-            time.sleep(POLL_SECONDS)
-            continue
-        study.optimize(objective, n_trials=1, catch=(SurplusTrial,), gc_after_trial=False)
-        ran += 1
-
-
-def _stop_early(rows: list[dict], nas: NasConfig) -> bool:
-    if not nas.early_stopping:
-        return False
-    threshold = nas.accuracy_threshold if nas.accuracy_threshold is not None else nas.accuracy_target
-    return early_stop_reached(rows, threshold, nas.patience, nas.accuracy_target)
-
-
-class _Monitor:
-    """tqdm bar over trials plus one log line per finished trial (from the storage, so it also
-    reports trials of other processes)."""
-
-    def __init__(self, total: int, enabled: bool, rows: list[dict]):
-        self.total, self.seen = total, {r["trial"] for r in rows}
-        self.bar = tqdm(total=total, initial=min(total, len(rows)), desc="NAS trials", unit="trial",
-                        disable=not enabled, leave=False)
-
-    def update(self, rows: list[dict]) -> None:
-        for row in rows:
-            if row["trial"] in self.seen:
-                continue
-            self.seen.add(row["trial"])
-            if self.bar.n < self.total:
-                self.bar.update(1)
-            latency = "" if row["latency_us"] != row["latency_us"] else f"  latency {row['latency_us']:.0f} us"
-            head = f"trial {row['trial']:3d} {row['state']:8s}"
-            if row["state"] == "rejected":
-                log.info("%s params %7d%s  %s: %s", head, row["params"], latency, row["architecture"], row["reason"])
-            else:
-                done = f"{row['reason']}" if row["reason"] else f"{row['epochs']} epochs, {row['seconds']:.1f} s"
-                log.info("%s val acc %.3f  params %7d  MACs %9d%s  %s  (%s)", head, row["accuracy"], row["params"],
-                         row["macs"], latency, row["architecture"], done)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 # ---- parallel workers on this machine ------------------------------------------------------------
 
-def _run_spawned_workers(setup: SearchSetup, features, out_dir: Path, workers: int, monitor: _Monitor) -> None:
+def _run_spawned_workers(setup: SearchSetup, features, out_dir: Path, workers: int, monitor: Monitor) -> None:
     """``workers`` processes ('spawn'), each with cores // workers torch threads, share the storage."""
     path = out_dir / FEATURES_FILE
     np.savez(path, x_train=features.x_train, y_train=features.y_train, x_val=features.x_val, y_val=features.y_val,
@@ -322,12 +168,12 @@ def _run_spawned_workers(setup: SearchSetup, features, out_dir: Path, workers: i
     context = multiprocessing.get_context("spawn")
     procs = [context.Process(target=_spawned_worker, args=(setup, str(path), index, threads),
                              name=f"nas-worker-{index}") for index in range(workers)]
-    study = _open_study(setup, sampler_seed=setup.seed)
+    study = open_study(setup, sampler_seed=setup.seed)
     try:
         for proc in procs:
             proc.start()
         while any(p.is_alive() for p in procs):
-            monitor.update(_rows(study, setup))
+            monitor.update(result_rows(study, setup))
             time.sleep(POLL_SECONDS)
     finally:
         for proc in procs:
@@ -346,9 +192,9 @@ def _spawned_worker(setup: SearchSetup, features_path: str, index: int, threads:
     features = load_features_npz(features_path)
     space = CandidateSpace.from_config(setup.nas.search_space, setup.npu,
                                        getattr(setup.device_info, "npu_rules", None))
-    existing = len(_open_study(setup, setup.seed).trials)
-    study = _open_study(setup, sampler_seed=setup.seed + 1000 * (index + 1) + 7919 * existing)
-    _work(study, TrialObjective(setup, features, space), setup, None, wait_for_others=False)
+    existing = len(open_study(setup, setup.seed).trials)
+    study = open_study(setup, sampler_seed=setup.seed + 1000 * (index + 1) + 7919 * existing)
+    work(study, TrialObjective(setup, features, space), setup, None, wait_for_others=False)
 
 
 def load_features_npz(path: str | Path) -> SimpleNamespace:
@@ -378,7 +224,7 @@ def _finish(setup: SearchSetup, features, out_dir: Path, rows: list[dict], secon
                         f"{list(setup.param_range)} or nas.latency_target, or change nas.search_space")
     files["best_model_spec"] = outputs.write_best_spec(out_dir / "best_model_spec.yaml", best, why,
                                                        nas.accuracy_target, shape, int(features.num_classes))
-    stopped = len(rows) < nas.num_trials and _stop_early(rows, nas)
+    stopped = len(rows) < nas.num_trials and stop_early(rows, nas)
     log.info("multi-trial NAS: %d trials in %.1f s%s; %d on the Pareto frontier; chosen trial %d (%s): "
              "val acc %.3f, %d params, %s", len(rows), seconds, " (stopped early)" if stopped else "",
              len(frontier), best["trial"], why.replace("_", " "), best["accuracy"], best["params"],

@@ -14,7 +14,8 @@ With ``npu=True`` the choices are filtered so every candidate obeys the F28P55
 rules by construction: channels multiples of 4, kernels <= 7 (first conv <= 8),
 strides 1 or 2, max pools <= 4, no non-global average pool, >= 16 features into
 every fully connected layer, and global average pooling over more than 2 samples.
-A stride or pool that would shrink the sequence below ``MIN_LENGTH`` is dropped
+The limits come from the device's ``NpuRules`` (``NpuLimits.from_rules``). A stride
+or pool that would leave fewer samples than the global pool needs is dropped
 while building, so short inputs never yield invalid candidates.
 """
 from __future__ import annotations
@@ -26,7 +27,7 @@ import optuna
 
 from tinyml_modelzoo.config.schema import SearchSpaceConfig
 from tinyml_modelzoo.errors import UserError
-from tinyml_modelzoo.zoo.spec import (AvgPool, Conv, GlobalAvgPool, Linear, MaxPool, ModelSpec)
+from tinyml_modelzoo.zoo.spec import AvgPool, Conv, GlobalAvgPool, Linear, MaxPool, ModelSpec
 
 MIN_LENGTH = 3              # global average pooling on the NPU needs more than 2 samples
 
@@ -51,6 +52,8 @@ class NpuLimits:
         return cls(rules.channel_multiple, rules.conv_max_kernel, rules.first_conv_max_kernel,
                    rules.maxpool_max_kernel, tuple(rules.conv_strides), int(fc.get(8, 16)),
                    int(getattr(rules, "gap_min_length", MIN_LENGTH)))
+
+
 _POOL = re.compile(r"^(none|(max|avg)([1-9]))$")
 
 
@@ -162,7 +165,8 @@ class CandidateSpace:
                 if layer.groups != 1 or layer.padding is not None or not (layer.bn and layer.relu):
                     return None
                 pool = "none"
-                if layers and isinstance(layers[0], (MaxPool, AvgPool)) and layers[0].stride in (None, layers[0].kernel):
+                pool_next = layers and isinstance(layers[0], (MaxPool, AvgPool))
+                if pool_next and layers[0].stride in (None, layers[0].kernel):
                     p = layers.pop(0)
                     pool = f"{'max' if isinstance(p, MaxPool) else 'avg'}{p.kernel}"
                 blocks.append((layer, pool))
@@ -222,7 +226,7 @@ def npu_rule_violations(spec: ModelSpec, in_length: int, limits: NpuLimits = Npu
                 problems.append(f"layer {index}: max pool {layer.kernel} > {r.max_pool}")
             length = (length - layer.kernel) // (layer.stride or layer.kernel) + 1
         elif isinstance(layer, AvgPool):
-            problems.append(f"layer {index}: average pool {layer.kernel} (only global average pooling runs on the NPU)")
+            problems.append(f"layer {index}: average pool {layer.kernel} (only the global average pool is allowed)")
             length = (length - layer.kernel) // (layer.stride or layer.kernel) + 1
         elif isinstance(layer, GlobalAvgPool):
             if length < r.min_gap_length:
@@ -232,7 +236,8 @@ def npu_rule_violations(spec: ModelSpec, in_length: int, limits: NpuLimits = Npu
         elif isinstance(layer, Linear):
             inputs = features * (1 if flat else length) if features else 0
             if inputs < r.min_fc_inputs:
-                problems.append(f"layer {index}: fully connected layer with {inputs} inputs (needs >= {r.min_fc_inputs})")
+                problems.append(f"layer {index}: fully connected layer with {inputs} inputs "
+                                f"(needs >= {r.min_fc_inputs})")
             features, flat, length = layer.out_features, True, 1
     classifier_inputs = (features or 0) * (1 if flat else length)
     if classifier_inputs < r.min_fc_inputs:
