@@ -52,7 +52,7 @@ def plot_pareto(path: Path, rows: list[dict], frontier: list[dict], best: Option
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(9, 4.5))
     done = [r for r in rows if r["state"] == COMPLETE]
     pruned = [r for r in rows if r["state"] == PRUNED]
     rejected = [r for r in rows if r["state"] == REJECTED and r["params"] > 0]
@@ -81,7 +81,7 @@ def plot_pareto(path: Path, rows: list[dict], frontier: list[dict], best: Option
     ax.set_ylabel("validation accuracy")
     ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     ax.set_title("Multi-trial NAS: accuracy vs size")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
