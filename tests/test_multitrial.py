@@ -297,6 +297,12 @@ def test_random_sampler_and_cpu_device(tmp_path, features):
     assert result.trials_run == 3 and "avgpool" in " ".join(r["architecture"] for r in result.rows)
 
 
+def test_empty_validation_split_is_a_user_error(tmp_path, features):
+    no_val = types.SimpleNamespace(**dict(vars(features), x_val=features.x_val[:0], y_val=features.y_val[:0]))
+    with pytest.raises(UserError, match="validation split"):
+        run_multi_trial(no_val, nas_config(num_trials=2), TRAINING, F28P55, tmp_path, 0, progress=False)
+
+
 def test_impossible_param_range_is_a_user_error(tmp_path, features):
     with pytest.raises(UserError, match="param_range"):
         run_multi_trial(features, nas_config(num_trials=2, param_range=[10, 20]), TRAINING, F28P55, tmp_path, 0,

@@ -130,6 +130,9 @@ def prepare_study(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, de
 
 def resolve_setup(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, device_info, out_dir: Path,
                   seed: int) -> tuple[SearchSetup, CandidateSpace]:
+    if len(features.y_val) == 0:
+        raise UserError("dataset.split_factor: the multi-trial search scores candidates on the validation split, "
+                        "which is empty; give it a share, e.g. [0.6, 0.2, 0.2]")
     npu = bool(getattr(device_info, "has_npu", False)) if nas_cfg.npu_compatible is None else nas_cfg.npu_compatible
     space = CandidateSpace.from_config(nas_cfg.search_space, npu, getattr(device_info, "npu_rules", None))
     pr = nas_cfg.param_range
