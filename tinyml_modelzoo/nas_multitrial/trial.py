@@ -9,7 +9,6 @@ from the shared storage alone (see ``row_from_trial``).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import time
@@ -27,8 +26,6 @@ from tinyml_torchmodelopt.train import FitSettings, fit
 
 from .selection import COMPLETE, PRUNED, REJECTED, score
 from .space import CandidateSpace, npu_rule_violations
-
-log = logging.getLogger("tinyml_modelzoo")
 
 WARM_START_ATTR = "warm_start_spec"
 
