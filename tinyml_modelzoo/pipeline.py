@@ -151,10 +151,8 @@ def _choose_model(config: Config, features, device, run: RunDir) -> ModelChoice:
         result = run_multi_trial(features, config.nas, t, device, run.stage_dir("NAS"), config.common.seed)
         spec = dict(result.best_spec.to_dict(), name="NAS_multi_trial")
         model = build_from_spec_dict(spec, *shape)
-        trained_epochs = sum(int(row.get("epochs") or 0) for row in result.rows)
-        rate = trained_epochs * len(features.y_train) / result.search_seconds if result.search_seconds else None
         summary = {"mode": "multi_trial", "search_seconds": round(result.search_seconds, 3),
-                   "search_samples_per_second": round(rate, 1) if rate else None,
+                   "search_samples_per_second": result.samples_per_second,
                    "trials": result.trials_run, "best": result.best_row}
         return ModelChoice(model, "NAS_multi_trial", "multi_trial", spec, summary)
     if t.model_name == "NAS_result":

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from tinyml_torchmodelopt.train import EpochRecord, FitSettings, fit
+from tinyml_torchmodelopt.train import EpochRecord, fit
 
 from .config.schema import TrainingConfig
 from .plots import plot_training_curves
 from .progress import progress
+from .recipe import fit_settings, is_time_domain
 
 log = logging.getLogger("tinyml_modelzoo")
 
@@ -35,33 +36,10 @@ class TrainResult:
     onnx_max_abs_diff: float | None
 
 
-def fit_settings(cfg: TrainingConfig, seed: int, device: str, time_domain: bool = True) -> FitSettings:
-    """The training recipe: config values plus the augmentation defaults tuned for small sensor sets.
-
-    Shifting in time is a label-preserving change only for time-domain inputs; a
-    spectrum shifted along L would be a different signal, so it is off for those.
-    """
-    shift = cfg.augment_shift if cfg.augment_shift is not None else (0.1 if time_domain else 0.0)
-    return FitSettings(epochs=cfg.training_epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                       optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, lr_scheduler=cfg.lr_scheduler,
-                       label_smoothing=cfg.label_smoothing, early_stopping_patience=cfg.early_stopping_patience,
-                       augment_shift=shift, augment_noise=cfg.augment_noise, seed=seed, device=device)
-
-
-def is_time_domain(features) -> bool:
-    """True when the features are raw samples (no spectral transform)."""
-    return not any("FFT" in name for name in getattr(features, "transforms", ()))
-
-
-def select_device(cfg: TrainingConfig) -> str:
-    return "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
-
-
 def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: int) -> TrainResult:
     """Train ``model`` in place on ``features`` (a FeatureSet); leave the best-validation weights in it."""
     torch.manual_seed(seed)
-    device = select_device(cfg)
-    settings = fit_settings(cfg, seed, device, time_domain=is_time_domain(features))
+    settings = fit_settings(cfg, seed, time_domain=is_time_domain(features))
     x_train, y_train = torch.from_numpy(features.x_train), torch.from_numpy(features.y_train)
     x_val, y_val = torch.from_numpy(features.x_val), torch.from_numpy(features.y_val)
 

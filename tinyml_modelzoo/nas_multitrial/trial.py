@@ -20,9 +20,10 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from tinyml_modelzoo.config.schema import NasConfig, TrainingConfig
+from tinyml_modelzoo.recipe import fit_settings, is_time_domain
 from tinyml_modelzoo.zoo.spec import ModelSpec, build_model, describe
 from tinyml_torchmodelopt.profile import profile_model
-from tinyml_torchmodelopt.train import FitSettings, fit
+from tinyml_torchmodelopt.train import fit
 
 from .selection import COMPLETE, PRUNED, REJECTED, score
 from .space import CandidateSpace, npu_rule_violations
@@ -67,17 +68,6 @@ def set_violation(trial: optuna.Trial, violation: float) -> None:
     trial.set_constraint("violation", violation)
 
 
-def fit_settings(cfg: TrainingConfig, epochs: int, seed: int, time_domain: bool) -> FitSettings:
-    """The training stage's recipe at ``epochs`` epochs, so trials rank candidates as the final training will."""
-    shift = getattr(cfg, "augment_shift", None)
-    shift = (0.1 if time_domain else 0.0) if shift is None else shift
-    return FitSettings(epochs=epochs, batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-                       optimizer=cfg.optimizer, weight_decay=cfg.weight_decay, lr_scheduler=cfg.lr_scheduler,
-                       label_smoothing=cfg.label_smoothing, early_stopping_patience=None,
-                       augment_shift=shift, augment_noise=getattr(cfg, "augment_noise", 0.0), seed=seed,
-                       device="cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu")
-
-
 def estimate_latency(macs: int, params: int, device_info: Any, npu: bool) -> float:
     """Latency estimate in microseconds from the device registry (NaN when it is unavailable)."""
     try:
@@ -107,7 +97,7 @@ class TrialObjective:
         self.num_classes = int(features.num_classes)
         self.x_train, self.y_train = torch.from_numpy(features.x_train), torch.from_numpy(features.y_train)
         self.x_val, self.y_val = torch.from_numpy(features.x_val), torch.from_numpy(features.y_val)
-        self.time_domain = not any("FFT" in str(t) for t in getattr(features, "transforms", ()) or ())
+        self.time_domain = is_time_domain(features)
 
     def __call__(self, trial: optuna.Trial):
         self._check_not_surplus(trial)
@@ -198,7 +188,8 @@ class TrialObjective:
     def _train(self, trial: optuna.Trial, model, params: int, latency: float):
         setup = self.setup
         epochs = setup.nas.trial_epochs
-        settings = fit_settings(setup.training, epochs, setup.seed + trial.number, self.time_domain)
+        settings = fit_settings(setup.training, setup.seed + trial.number, time_domain=self.time_domain, epochs=epochs,
+                                early_stopping=False)
         best = [0.0]
         start = time.perf_counter()
 

@@ -1,0 +1,36 @@
+"""The training recipe: ``TrainingConfig`` → ``FitSettings``, shared by the training
+stage and the multi-trial search so that trials rank candidates the way the final
+training will train them."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from tinyml_torchmodelopt.train import FitSettings
+
+from .config.schema import TrainingConfig
+
+
+def is_time_domain(features) -> bool:
+    """True when the features are raw samples (no spectral transform)."""
+    return not any("FFT" in str(name) for name in (getattr(features, "transforms", ()) or ()))
+
+
+def select_device(cfg: TrainingConfig) -> str:
+    return "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+def fit_settings(cfg: TrainingConfig, seed: int, *, time_domain: bool = True, epochs: Optional[int] = None,
+                 early_stopping: bool = True) -> FitSettings:
+    """Config values plus the augmentation defaults tuned for small sensor sets.
+
+    Shifting in time is a label-preserving change only for time-domain inputs; a
+    spectrum shifted along L would be a different signal, so it is off for those.
+    """
+    shift = cfg.augment_shift if cfg.augment_shift is not None else (0.1 if time_domain else 0.0)
+    return FitSettings(epochs=epochs or cfg.training_epochs, batch_size=cfg.batch_size,
+                       learning_rate=cfg.learning_rate, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
+                       lr_scheduler=cfg.lr_scheduler, label_smoothing=cfg.label_smoothing,
+                       early_stopping_patience=cfg.early_stopping_patience if early_stopping else None,
+                       augment_shift=shift, augment_noise=cfg.augment_noise, seed=seed, device=select_device(cfg))
