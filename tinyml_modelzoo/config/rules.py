@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from pathlib import Path
 
 from .presets import DARTS_PRESETS
@@ -110,9 +111,13 @@ def _check_nas(config: Config) -> list[str]:
             problems.append(f"nas.search_space.{key}: got {values}; expected a non-empty list of positive integers")
     if not all(isinstance(v, int) and v >= 0 for v in space.fc_features):
         problems.append(f"nas.search_space.fc_features: got {space.fc_features}; expected integers >= 0 (0 = no hidden FC)")
-    bad_pool = [p for p in space.pooling if p not in ("none", "max2", "avg2")]
+    bad_pool = [p for p in space.pooling if not re.fullmatch(r"none|(max|avg)[1-9]", str(p))]
     if bad_pool:
-        problems.append(f"nas.search_space.pooling: unknown {bad_pool}; expected none, max2, avg2")
+        problems.append(f"nas.search_space.pooling: unknown {bad_pool}; expected 'none', 'maxN' or 'avgN' "
+                        f"(N = 1..9), e.g. ['none', 'max2']")
+    if n.latency_weight > 0 and n.latency_target is None:
+        problems.append("nas.latency_weight: has no effect without nas.latency_target (microseconds); "
+                        "set latency_target or remove latency_weight")
     if n.warm_start:
         from ..zoo import list_models
         if not n.initial_architecture:

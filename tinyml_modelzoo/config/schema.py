@@ -114,14 +114,14 @@ class SearchSpaceConfig:
     num_conv_layers: list = opt([2, 3, 4, 5], "Number of conv layers.")
     fc_features: list = opt([0, 16, 32], "Hidden FC width choices (0 = none).")
     conv_strides: list = opt([1, 2], "Stride choices per conv layer.")
-    pooling: list = opt(["none", "max2", "avg2"], "Pooling after a conv: none, max2, avg2.")
+    pooling: list = opt(["none", "max2", "avg2"], "Pooling after a conv: 'none', 'maxN' or 'avgN' (N = 1..9).")
 
 
 @dataclass(frozen=True)
 class NasConfig:
     enable: bool = opt(False, "Run the multi-trial search.")
     search_type: str = opt("multi_trial", "Trials one at a time or several at once.", choices=("single_trial", "multi_trial"))
-    num_trials: int = opt(20, "Architectures to evaluate.", min=1)
+    num_trials: int = opt(20, "Architectures to evaluate (candidates rejected before training count too).", min=1)
     parallel_trials: int = opt(1, "Trials run at once (processes).", min=1)
     param_range: list = opt([100, 60000], "[min, max] parameters of a candidate.")
     accuracy_target: Optional[float] = opt(None, "Smallest acceptable validation accuracy.", min=0, max=1)
