@@ -170,13 +170,13 @@ class _ConvCNL(torch.autograd.Function):
             wk = weight[r0:r1, :, lo:lo + k].permute(0, 2, 1).reshape(r1 - r0, k * C)
             torch.mm(wk, cols[lo * C:(lo + k) * C], out=out[r0:r1])
             wks.append(wk)
-        ctx.save_for_backward(cols, *wks)
+        ctx.save_for_backward(x, *wks)  # patches are recomputed in backward: less memory
         ctx.conf = (stride, padding, x.shape, weight.shape, blocks)
         return out.view(Co, x.shape[1], -1)
 
     @staticmethod
     def backward(ctx, grad_out):
-        cols, *wks = ctx.saved_tensors
+        x, *wks = ctx.saved_tensors
         s, p, (C, N, L), (Co, _, kmax), blocks = ctx.conf
         Lo = grad_out.shape[-1]
         g = grad_out.reshape(Co, N * Lo)
@@ -195,6 +195,7 @@ class _ConvCNL(torch.autograd.Function):
                     gxp[:, :, t:t + s * (Lo - 1) + 1:s] += gcols[t]
                 grad_x = gxp[:, :, p:p + L]
         if ctx.needs_input_grad[1]:
+            cols = _patches(x, kmax, s, p)
             grad_w = g.new_zeros(Co, C, kmax)
             for r0, r1, k in blocks:
                 lo = kmax // 2 - k // 2
@@ -318,6 +319,9 @@ class SearchCell(nn.Module):
         C = self.C
         for plan, fused, generic, W in zip(self.plans, self.fused, self.generic, mixing):
             x = states[plan.j]
+            # contrib (edges, C*N*L_out) = sum over candidate blocks of W[:, block] @ block;
+            # no concatenated copy of the candidates is made (saves memory and time)
+            W = W.view(plan.n_edges, -1)
             parts = []
             if plan.n_fused:
                 y = bn_cnl(fused(x))  # (groups*C, N, L_out)
@@ -333,8 +337,11 @@ class SearchCell(nn.Module):
                     parts.append(op(xt).transpose(0, 1).reshape(1, -1))
             for name in plan.shared:
                 parts.append(_shared_op(name, x, plan.stride).reshape(1, -1))
-            Z = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
-            contrib = torch.mm(W.view(plan.n_edges, -1), Z)  # (edges, C*N*L_out)
+            contrib, col = None, 0
+            for part in parts:
+                w_part = W[:, col:col + part.shape[0]]
+                col += part.shape[0]
+                contrib = torch.mm(w_part, part) if contrib is None else torch.addmm(contrib, w_part, part)
             for e, piece in enumerate(contrib.unbind(0)):
                 partial[plan.first_target + e].append(piece)
             if plan.j >= 1:  # node t = j-1 has inputs 0..j: all processed now
