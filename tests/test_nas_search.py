@@ -201,3 +201,11 @@ def test_expected_cost_rank_correlation(kind):
         prof = profile_model(NetworkCnn(1, 3, 10, net.genotype()), (1, 256))
         real.append(getattr(prof, kind))
     assert spearman(expected, real) > 0.9
+
+
+def test_fast_supernet_without_convs():
+    torch.manual_seed(0)
+    net = SearchNetwork(2, 3, 3, nodes_per_layer=2, multiplier=2,
+                        primitives=['none', 'max_pool_3x1', 'skip_connect']).double()
+    x = torch.randn(3, 1, 16, dtype=torch.float64)
+    assert torch.allclose(net(x), net(x, naive=True), atol=1e-10)

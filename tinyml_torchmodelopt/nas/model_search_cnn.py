@@ -216,6 +216,43 @@ def conv_cnl(x: torch.Tensor, weight: torch.Tensor, blocks=None, stride: int = 1
     return _ConvCNL.apply(x, weight, tuple(blocks), stride, padding)
 
 
+class _BNReLUMix(torch.autograd.Function):
+    """contrib = W @ relu(batchnorm(x)) with x as G groups of C channels, in one node.
+
+    x: (G*C, N*L) conv output; W: (E, G) mixing weights; returns (E, C*N*L).
+    Batch norm uses batch statistics without affine terms (as the search BN).
+    Only x is saved (normalised and ReLU outputs are recomputed in backward):
+    one activation per candidate instead of two (BN input and ReLU output).
+    """
+
+    @staticmethod
+    def forward(ctx, x, W, relu: bool, eps: float = 1e-5):
+        R = x.shape[0]
+        y, mean, invstd = torch.native_batch_norm(x.view(1, R, -1), None, None, None, None, True, 0.0, eps)
+        r = y.clamp_min_(0) if relu else y
+        ctx.save_for_backward(x, mean, invstd, W)
+        ctx.relu, ctx.eps = relu, eps
+        return torch.mm(W, r.view(W.shape[1], -1))
+
+    @staticmethod
+    def backward(ctx, gc):
+        x, mean, invstd, W = ctx.saved_tensors
+        R = x.shape[0]
+        G = W.shape[1]
+        y = (x - mean[:, None]) * invstd[:, None]  # recomputed normalised input
+        r = y.clamp_min(0) if ctx.relu else y
+        grad_W = torch.mm(gc, r.view(G, -1).t()) if ctx.needs_input_grad[1] else None
+        grad_x = None
+        if ctx.needs_input_grad[0]:
+            g = torch.mm(W.t(), gc).view_as(x)
+            if ctx.relu:
+                g = torch.ops.aten.threshold_backward(g, y, 0)
+            grad_x = torch.ops.aten.native_batch_norm_backward(g.view(1, R, -1), x.view(1, R, -1), None, None, None,
+                                                      mean, invstd, True, ctx.eps,
+                                                      [True, False, False])[0].view_as(x)
+        return grad_x, grad_W, None, None
+
+
 def bn_cnl(x: torch.Tensor, bn: nn.BatchNorm1d | None = None) -> torch.Tensor:
     """Batch norm of a (C, N, L) tensor (statistics per channel over N*L, as BatchNorm1d)."""
     C = x.shape[0]
@@ -323,21 +360,24 @@ class SearchCell(nn.Module):
             # no concatenated copy of the candidates is made (saves memory and time)
             W = W.view(plan.n_edges, -1)
             parts = []
-            if plan.n_fused:
-                y = bn_cnl(fused(x))  # (groups*C, N, L_out)
-                n_relu = plan.n_conv * plan.n_edges * C
-                if plan.fused_fr:
-                    parts.append(F.relu(y[:n_relu]).view(plan.n_conv * plan.n_edges, -1))
-                    parts.append(y[n_relu:].view(plan.n_edges, -1))
-                else:
-                    parts.append(F.relu(y).view(plan.n_conv * plan.n_edges, -1))
+            contrib, col = None, 0
+            if plan.n_fused:  # conv candidates: fused BN + ReLU + mixing (see _BNReLUMix)
+                y = fused(x)
+                n_conv = plan.n_conv * plan.n_edges
+                if n_conv:
+                    contrib = _BNReLUMix.apply(y[:n_conv * C].reshape(n_conv * C, -1), W[:, :n_conv], True)
+                col = n_conv
+                if plan.fused_fr:  # factorized reduce: BN without ReLU
+                    fr = _BNReLUMix.apply(y[n_conv * C:].reshape(plan.n_edges * C, -1),
+                                          W[:, n_conv:n_conv + plan.n_edges], False)
+                    contrib = fr if contrib is None else contrib + fr
+                    col += plan.n_edges
             if len(generic):
                 xt = x.transpose(0, 1)
                 for op in generic:
                     parts.append(op(xt).transpose(0, 1).reshape(1, -1))
             for name in plan.shared:
                 parts.append(_shared_op(name, x, plan.stride).reshape(1, -1))
-            contrib, col = None, 0
             for part in parts:
                 w_part = W[:, col:col + part.shape[0]]
                 col += part.shape[0]
