@@ -12,7 +12,8 @@ that feeds later nodes:
 * activations are kept as (C, N, L) so that convs and the mixing are single
   large matmuls instead of N small ones;
 * ONE batch norm over all those channels (batch norm is per channel, so this is
-  exact), one ReLU;
+  exact), one ReLU, fused with the mixing matmul in one autograd function that
+  saves a single activation;
 * max/avg pool and identity are computed once and shared by all edges of s_j;
 * 'none' is skipped (it contributes zero);
 * one batched matmul with a (edges x candidates) matrix built from the softmax
