@@ -85,7 +85,7 @@ class Architect:
     # -- step -------------------------------------------------------------------
     def step(self, x_train, y_train, x_valid, y_valid, eta: float,
              weight_optimizer: torch.optim.Optimizer | None = None) -> torch.Tensor:
-        """One alpha update; returns the validation logits-free loss (detached)."""
+        """One alpha update; returns the validation loss (detached)."""
         alphas = self.model.arch_parameters()
         if self.unrolled:
             grads, val_loss = self.unrolled_gradient(x_train, y_train, x_valid, y_valid, eta, weight_optimizer)

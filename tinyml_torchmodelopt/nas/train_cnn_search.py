@@ -201,7 +201,8 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
         seconds = time.perf_counter() - t0
         genotype = model.genotype()
         prof = profile_model(build_final_model(settings, genotype), (settings.in_channels, length))
-        expected = (float(model.expected_cost(COST_KIND[mode], normalized=False)) if mode else None)
+        with torch.no_grad():
+            expected = float(model.expected_cost(COST_KIND[mode], normalized=False)) if mode else None
         record = EpochRecord(epoch, genotype_to_dict(genotype), prof.params, prof.macs, stats['train_loss'],
                              stats['train_acc'], stats['valid_loss'], stats['valid_acc'],
                              float(architect.penalty_weight), expected, _softmax_list(model.alphas_normal),
