@@ -29,30 +29,16 @@ as is usual for the DARTS supernet.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..profile import profile_model
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN
 from .model import make_classifier, make_preprocess, make_stem, reduction_layers
 from .fused_ops import bn_relu_mix, conv_bn_relu_cnl, conv_cnl
+from .expected_cost import cost_tables, expected_edge_cost, extreme_cost, node_offsets, num_edges
 from .operations import CONV_KERNELS, OPS, check_primitives
-
-
-def node_offsets(steps: int) -> list[int]:
-    """Index of the first edge of each node (node t has inputs 0..t+1)."""
-    offsets, n = [], 0
-    for t in range(steps):
-        offsets.append(n)
-        n += t + 2
-    return offsets
-
-
-def num_edges(steps: int) -> int:
-    return sum(t + 2 for t in range(steps))
 
 
 @dataclass(frozen=True)
@@ -381,7 +367,7 @@ class SearchNetwork(nn.Module):
             raise ValueError("expected_cost needs input_length (set SearchNetwork.input_length)")
         key = (kind, self.input_length)
         if key not in self._cost_cache:
-            self._cost_cache[key] = _cost_tables(self.primitives, self.steps, kind, self.input_length,
+            self._cost_cache[key] = cost_tables(self.primitives, self.steps, kind, self.input_length,
                                                  **self.config)
         return self._cost_cache[key]
 
@@ -394,9 +380,9 @@ class SearchNetwork(nn.Module):
         derivable cost so the penalty lies in [0, 1].
         """
         fixed, cn, cr, largest = self.cost_tables(kind)
-        total = fixed + _expected_edges(self.alphas_normal, cn.to(self.alphas_normal), self.primitives,
+        total = fixed + expected_edge_cost(self.alphas_normal, cn.to(self.alphas_normal), self.primitives,
                                         self.steps, self.cost_temperature, self.keep_temperature)
-        total = total + _expected_edges(self.alphas_reduce, cr.to(self.alphas_reduce), self.primitives,
+        total = total + expected_edge_cost(self.alphas_reduce, cr.to(self.alphas_reduce), self.primitives,
                                         self.steps, self.cost_temperature, self.keep_temperature)
         return total / largest if normalized else total
 
@@ -413,7 +399,7 @@ class SearchNetwork(nn.Module):
     def cost_range(self, kind: str) -> tuple[float, float]:
         """(smallest, largest) cost of any derivable genotype."""
         fixed, cn, cr, largest = self.cost_tables(kind)
-        return fixed + _extreme(cn, self.primitives, self.steps, min) + _extreme(cr, self.primitives,
+        return fixed + extreme_cost(cn, self.primitives, self.steps, min) + extreme_cost(cr, self.primitives,
                                                                                  self.steps, min), largest
 
 
@@ -436,79 +422,3 @@ def derive_genotype(weights_normal: torch.Tensor, weights_reduce: torch.Tensor, 
 
     concat = list(range(2 + steps - multiplier, 2 + steps))
     return Genotype_CNN(parse(weights_normal), concat, parse(weights_reduce), concat)
-
-
-def _keep_probability(strength: torch.Tensor, steps: int, temperature: float) -> torch.Tensor:
-    """P(edge among the top-2 inputs of its node) under Plackett-Luce sampling."""
-    out, offsets = [], node_offsets(steps)
-    for t in range(steps):
-        s = strength[offsets[t]:offsets[t] + t + 2]
-        if t == 0:  # both inputs are always kept
-            out.append(torch.ones_like(s))
-            continue
-        p = F.softmax(torch.log(s.clamp_min(1e-12)) / temperature, dim=0)
-        r = p / (1 - p).clamp_min(1e-6)
-        out.append(p * (1 + r.sum() - r))
-    return torch.cat(out)
-
-
-def _expected_edges(alphas: torch.Tensor, cost: torch.Tensor, primitives: list[str], steps: int,
-                    cost_temperature: float, keep_temperature: float) -> torch.Tensor:
-    keep_ops = [i for i, p in enumerate(primitives) if p != 'none']
-    idx = torch.tensor(keep_ops, device=alphas.device)
-    w = F.softmax(alphas, dim=-1)[:, idx]
-    strength = w.max(dim=-1).values
-    q = F.softmax(alphas[:, idx] / cost_temperature, dim=-1)
-    per_edge = (q * cost[:, idx]).sum(-1)
-    return (_keep_probability(strength, steps, keep_temperature) * per_edge).sum()
-
-
-def _extreme(cost: torch.Tensor, primitives: list[str], steps: int, pick) -> float:
-    keep = [i for i, p in enumerate(primitives) if p != 'none']
-    total, offsets = 0.0, node_offsets(steps)
-    for t in range(steps):
-        per_edge = [pick(float(cost[offsets[t] + j, o]) for o in keep) for j in range(t + 2)]
-        total += sum(sorted(per_edge, reverse=(pick is max))[:2])
-    return total
-
-
-@lru_cache(maxsize=4096)
-def _op_cost(name: str, C: int, stride: int, length: int, kind: str) -> int:
-    prof = profile_model(OPS[name](C, stride, True), (C, length))
-    return prof.params if kind == 'params' else prof.macs
-
-
-def _module_cost(module: nn.Module, shape: tuple[int, int], kind: str) -> int:
-    prof = profile_model(module, shape)
-    return prof.params if kind == 'params' else prof.macs
-
-
-def _cost_tables(primitives, steps, kind, length, *, C, num_classes, layers, in_channels,
-                 with_input_batchnorm, nodes_per_layer, multiplier, stem_multiplier):
-    n_e, n_o = num_edges(steps), len(primitives)
-    C_stem = stem_multiplier * C
-    fixed = _module_cost(make_stem(in_channels, C_stem, with_input_batchnorm), (in_channels, length), kind)
-    cn, cr = torch.zeros(n_e, n_o, dtype=torch.float64), torch.zeros(n_e, n_o, dtype=torch.float64)
-    C_pp, C_p, C_curr = C_stem, C_stem, C
-    L_pp, L_p = length, length
-    reductions, reduction_prev = reduction_layers(layers), False
-    offsets = node_offsets(steps)
-    for i in range(layers):
-        reduction = i in reductions
-        if reduction:
-            C_curr *= 2
-        pre0, pre1 = make_preprocess(C_pp, C_p, C_curr, reduction_prev)
-        fixed += _module_cost(pre0, (C_pp, L_pp), kind) + _module_cost(pre1, (C_p, L_p), kind)
-        table = cr if reduction else cn
-        for t in range(steps):
-            for j in range(t + 2):
-                stride = 2 if reduction and j < 2 else 1
-                for o, name in enumerate(primitives):
-                    table[offsets[t] + j, o] += _op_cost(name, C_curr, stride, L_p, kind)
-        L_out = (L_p + 1) // 2 if reduction else L_p
-        reduction_prev = reduction
-        C_pp, C_p = C_p, multiplier * C_curr
-        L_pp, L_p = L_p, L_out
-    fixed += _module_cost(make_classifier(C_p, num_classes), (C_p, L_p), kind)
-    largest = fixed + _extreme(cn, primitives, steps, max) + _extreme(cr, primitives, steps, max)
-    return float(fixed), cn, cr, float(largest)
