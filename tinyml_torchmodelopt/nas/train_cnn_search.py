@@ -202,7 +202,7 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
         genotype = model.genotype()
         prof = profile_model(build_final_model(settings, genotype), (settings.in_channels, length))
         with torch.no_grad():
-            expected = float(model.expected_cost(COST_KIND[mode], normalized=False)) if mode else None
+            expected = float(model.expected_cost(COST_KIND[mode], normalized=False).detach()) if mode else None
         record = EpochRecord(epoch, genotype_to_dict(genotype), prof.params, prof.macs, stats['train_loss'],
                              stats['train_acc'], stats['valid_loss'], stats['valid_acc'],
                              float(architect.penalty_weight), expected, _softmax_list(model.alphas_normal),
