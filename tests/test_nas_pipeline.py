@@ -11,7 +11,7 @@ from tinyml_modelzoo.config.presets import DARTS_PRESETS
 from tinyml_modelzoo.devices import get_device
 from tinyml_modelzoo.nas_stage import darts_settings, pareto_rows
 
-FEATURES = SimpleNamespace(num_classes=3, in_channels=1, in_length=64)
+FEATURES = SimpleNamespace(num_classes=3, in_channels=1, in_length=64, y_val=list(range(100)))
 
 
 @pytest.mark.parametrize("preset", list(DARTS_PRESETS))

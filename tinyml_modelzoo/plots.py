@@ -58,7 +58,7 @@ def plot_darts_pareto(rows: list[dict], frontier: list[dict], path: Path) -> Non
 def plot_alpha_evolution(history, primitives: list[str], path: Path) -> None:
     """Mean softmax weight of each primitive over the search, normal and reduction cells."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
-    epochs = [r.epoch for r in history]
+    epochs = [r.epoch + 1 for r in history]  # the library counts search epochs from 0
     for ax, key, title in ((axes[0], "alphas_normal", "normal cells"), (axes[1], "alphas_reduce", "reduction cells")):
         weights = np.array([np.asarray(getattr(r, key)).mean(0) for r in history])
         for k, name in enumerate(primitives):

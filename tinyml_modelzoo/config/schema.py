@@ -99,6 +99,9 @@ class TrainingConfig:
     nas_target_macs: Optional[int] = opt(None, "Budget mode: aim the found model at this many MACs.", min=1)
     nas_beta_decay: Optional[float] = opt(None, "beta-DARTS regularisation weight against search collapse.", min=0)
     nas_batch_size: Optional[int] = opt(None, "Batch size of the search (default: batch_size).", min=1)
+    nas_arch_learning_rate: Optional[float] = opt(None, "Adam learning rate of the architecture weights (default: "
+                                                  "2 / number of alpha updates, so alphas can move ~2 logits "
+                                                  "over the search whatever the data size).", min=0)
     # Quantization
     quantization: int = opt(0, "0: float model; 2: TINPU int8.", choices=(0, 2))
     quantization_method: str = opt("PTQ", "int8 method.", choices=("PTQ", "QAT"))
