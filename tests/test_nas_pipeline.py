@@ -81,3 +81,14 @@ def test_tiny_multi_trial_run_through_the_pipeline(tmp_path):
     for name in ("search_results.csv", "pareto_frontier.csv", "best_model_spec.yaml", "pareto_plot.png",
                  "best_model/best_model.pt"):
         assert (run_dir / "NAS" / name).is_file(), name
+
+
+def test_arch_learning_rate_scales_with_the_number_of_alpha_updates():
+    from tinyml_modelzoo.nas_stage import arch_learning_rate
+
+    def cfg(**training):
+        return config_from_dict({"training": {"nas_enabled": True, "batch_size": 32, **training}}).training
+    assert arch_learning_rate(cfg(nas_epochs=10), 320) == pytest.approx(2.0 / 100)
+    assert arch_learning_rate(cfg(nas_epochs=50), 32000) == pytest.approx(1e-3)      # floor
+    assert arch_learning_rate(cfg(nas_epochs=1), 32) == pytest.approx(3e-2)          # cap
+    assert arch_learning_rate(cfg(nas_arch_learning_rate=3e-4), 320) == 3e-4         # the user's value wins
