@@ -30,7 +30,9 @@ class CommonConfig:
     run_name: str = opt("{date-time}", "Run folder name; '{date-time}' is replaced by the start time.")
     output_dir: str = opt("./runs", "Where run folders are created (relative to the working directory).")
     seed: int = opt(42, "Seed for data splits, generation, initialisation and search.", min=0)
-    num_threads: Optional[int] = opt(None, "torch CPU threads (default: all cores).", min=1)
+    num_threads: Optional[int] = opt(None, "torch CPU threads per process (default 1: tiny models train fastest "
+                                           "single-threaded, and more threads slow down badly on a busy machine; "
+                                           "spare cores serve nas.parallel_trials).", min=1)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -77,10 +78,11 @@ def run_multi_trial(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, 
              ", NPU-valid candidates only" if setup.npu else "", setup.study_name, _safe_url(setup.storage_url))
     monitor = Monitor(nas_cfg.num_trials, progress, rows)
     try:
-        if workers > 1:
-            _run_spawned_workers(setup, features, out_dir, workers, monitor)
-        study = open_study(setup, sampler_seed=seed + 7919 * len(study.trials))
-        work(study, TrialObjective(setup, features, space), setup, monitor, wait_for_others=True)
+        # The main process is one of the workers: a spawned process pays seconds of start-up
+        # (imports), which is what short tiny-ML trials cannot afford N times.
+        with _spawned_helpers(setup, features, out_dir, workers):
+            study = open_study(setup, sampler_seed=seed + 7919 * len(study.trials))
+            work(study, TrialObjective(setup, features, space), setup, monitor, wait_for_others=True)
     finally:
         monitor.close()
     before = {r["trial"] for r in rows}
@@ -159,8 +161,13 @@ def resolve_setup(features, nas_cfg: NasConfig, training_cfg: TrainingConfig, de
 
 # ---- parallel workers on this machine ------------------------------------------------------------
 
-def _run_spawned_workers(setup: SearchSetup, features, out_dir: Path, workers: int, monitor: Monitor) -> None:
-    """``workers`` processes ('spawn'), each with cores // workers torch threads, share the storage."""
+@contextmanager
+def _spawned_helpers(setup: SearchSetup, features, out_dir: Path, workers: int):
+    """Start ``workers - 1`` extra processes ('spawn') sharing the storage; the torch threads of
+    the machine are split between them and this process for the duration."""
+    if workers <= 1:
+        yield
+        return
     path = out_dir / FEATURES_FILE
     np.savez(path, x_train=features.x_train, y_train=features.y_train, x_val=features.x_val, y_val=features.y_val,
              in_channels=features.in_channels, in_length=features.in_length, num_classes=features.num_classes,
@@ -170,15 +177,15 @@ def _run_spawned_workers(setup: SearchSetup, features, out_dir: Path, workers: i
     threads = max(1, cores // workers)
     context = multiprocessing.get_context("spawn")
     procs = [context.Process(target=_spawned_worker, args=(setup, str(path), index, threads),
-                             name=f"nas-worker-{index}") for index in range(workers)]
-    study = open_study(setup, sampler_seed=setup.seed)
+                             name=f"nas-worker-{index}") for index in range(1, workers)]
+    previous_threads = torch.get_num_threads()
     try:
         for proc in procs:
             proc.start()
-        while any(p.is_alive() for p in procs):
-            monitor.update(result_rows(study, setup))
-            time.sleep(POLL_SECONDS)
+        torch.set_num_threads(threads)
+        yield
     finally:
+        torch.set_num_threads(previous_threads)
         for proc in procs:
             proc.join(timeout=5)
             if proc.is_alive():       # interrupted: do not leave orphans training
@@ -187,7 +194,7 @@ def _run_spawned_workers(setup: SearchSetup, features, out_dir: Path, workers: i
         path.unlink(missing_ok=True)
     for proc in procs:
         if proc.exitcode:
-            log.warning("NAS worker %s exited with status %s; its trials are redone here", proc.name, proc.exitcode)
+            log.warning("NAS worker %s exited with status %s; its trials were redone here", proc.name, proc.exitcode)
 
 
 def _spawned_worker(setup: SearchSetup, features_path: str, index: int, threads: int) -> None:
