@@ -61,7 +61,7 @@ def run_pipeline(config: Config, run: RunDir) -> dict:
     torch.manual_seed(config.common.seed)
     np.random.seed(config.common.seed)
     # Measured: CLS_4k_NPU trains 5-30x slower with 2 threads than with 1 on a loaded 2-core
-    # machine (intra-op threads on tiny tensors wait for each other), and no faster when idle.
+    # machine (intra-op threads on tiny tensors wait for each other); users can raise it.
     torch.set_num_threads(config.common.num_threads or 1)
     from .devices import get_device
     device = get_device(config.common.target_device)
