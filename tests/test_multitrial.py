@@ -344,7 +344,7 @@ def test_parallel_trials_finish(tmp_path, features):
     assert result.trials_run == 6
     assert not (tmp_path / search_module.FEATURES_FILE).exists()
     here = f"{socket.gethostname()}:{os.getpid()}"
-    assert all(r["worker"] != here for r in result.rows)     # the spawned workers ran every trial
+    assert any(r["worker"] != here for r in result.rows)     # the extra worker process ran trials too
 
 
 @pytest.mark.slow

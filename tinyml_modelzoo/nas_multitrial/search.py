@@ -15,6 +15,7 @@ import json
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -32,7 +33,7 @@ from tinyml_modelzoo.zoo.spec import ModelSpec
 from . import outputs
 from .selection import choose_best, pareto_front
 from .space import CandidateSpace
-from .study import (POLL_SECONDS, Monitor, fail_stale, open_study, result_rows, stop_early, study_exists,
+from .study import (POLL_SECONDS, Monitor, fail_stale, forget_inherited_storages, open_study, result_rows, stop_early, study_exists,
                     work)
 from .trial import WARM_START_ATTR, SearchSetup, TrialObjective
 
@@ -175,7 +176,10 @@ def _spawned_helpers(setup: SearchSetup, features, out_dir: Path, workers: int):
              transforms=np.array([str(t) for t in getattr(features, "transforms", ()) or ()]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // workers)
-    context = multiprocessing.get_context("spawn")
+    # fork starts a worker in milliseconds instead of the seconds of imports that 'spawn' costs
+    # (most of a tiny-ML trial); only safe while this process runs torch single-threaded.
+    fork = sys.platform.startswith("linux") and torch.get_num_threads() == 1
+    context = multiprocessing.get_context("fork" if fork else "spawn")
     procs = [context.Process(target=_spawned_worker, args=(setup, str(path), index, threads),
                              name=f"nas-worker-{index}") for index in range(1, workers)]
     previous_threads = torch.get_num_threads()
@@ -198,6 +202,7 @@ def _spawned_helpers(setup: SearchSetup, features, out_dir: Path, workers: int):
 
 
 def _spawned_worker(setup: SearchSetup, features_path: str, index: int, threads: int) -> None:
+    forget_inherited_storages()
     torch.set_num_threads(threads)
     features = load_features_npz(features_path)
     space = CandidateSpace.from_config(setup.nas.search_space, setup.npu,

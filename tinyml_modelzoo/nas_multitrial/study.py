@@ -30,6 +30,14 @@ POLL_SECONDS = 1.0        # how often a waiting process looks at the storage
 
 
 _STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+_INHERITED: list[optuna.storages.RDBStorage] = []
+
+
+def forget_inherited_storages() -> None:
+    """In a forked worker: open fresh connections instead of the parent's (SQLite must not use a
+    connection across fork), and keep the inherited ones referenced so they are never closed here."""
+    _INHERITED.extend(_STORAGES.values())
+    _STORAGES.clear()
 
 
 def storage(url: str, local: bool) -> optuna.storages.RDBStorage:
