@@ -284,7 +284,7 @@ def main(argv=None):
     if args.quick:
         args.datasets = [d for d in args.datasets if d in ("ecg_beats", "gestures", "sensor_spikes")] or args.datasets[:3]
         methods = ["CLS_1k_NPU", "DARTS"]
-        args.set = ["training.training_epochs=15"] + args.set
+        args.set = ["training.training_epochs=20", "training.batch_size=16"] + args.set
         args.darts_set = ["training.nas_epochs=3"] + args.darts_set
     args.threads = args.threads or max(1, 2 // args.jobs)
     out = Path(args.out)
