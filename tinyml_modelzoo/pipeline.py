@@ -81,6 +81,7 @@ def run_pipeline(config: Config, run: RunDir) -> dict:
     if choice.nas_summary:
         summary["nas"] = choice.nas_summary
     log.info("model %s (%s): %d parameters, %d MACs", choice.name, choice.source, prof.params, prof.macs)
+    _warn_if_not_npu_ready(choice.model, (features.in_channels, features.in_length), device)
 
     if not config.training.enable:
         log.info("training.enable is False: nothing more to do")
@@ -107,6 +108,18 @@ def run_pipeline(config: Config, run: RunDir) -> dict:
 
 
 # ---- stages ------------------------------------------------------------------------------
+
+def _warn_if_not_npu_ready(model: nn.Module, input_shape: tuple[int, int], device) -> None:
+    """Say early (before training) when the model will not pass the NPU check for this input;
+    compilation stops on it, and a run without compilation would never tell."""
+    if not device.has_npu:
+        return
+    from .npu import check_npu
+    report = check_npu(model, input_shape, device)
+    for finding in report.findings:
+        log.warning("not NPU-ready for %s: %s: %s: found %s; allowed %s; fix: %s", device.name, finding.layer,
+                    finding.rule, finding.found, finding.allowed, finding.fix)
+
 
 def _load_features(config: Config, run: RunDir):
     from .datasets import load_dataset

@@ -73,17 +73,18 @@ class TrainingConfig:
     enable: bool = opt(True, "Train a model.")
     model_name: str = opt("CLS_1k_NPU", "Zoo model name, 'auto' (multi-trial NAS) or 'NAS_result'.")
     model_spec_path: Optional[str] = opt(None, "best_model_spec.yaml to retrain with model_name 'NAS_result'.")
-    training_epochs: int = opt(30, "Epochs of training.", min=1)
-    batch_size: int = opt(64, "Mini-batch size.", min=1)
+    training_epochs: int = opt(60, "Epochs of training.", min=1)
+    batch_size: int = opt(16, "Mini-batch size (small sets of tens of recordings need small batches).", min=1)
     learning_rate: float = opt(0.01, "Initial learning rate.", min=0)
     optimizer: str = opt("adamw", "Optimizer.", choices=("adam", "adamw", "sgd"))
-    weight_decay: float = opt(1e-4, "Weight decay.", min=0)
+    weight_decay: float = opt(1e-3, "Weight decay.", min=0)
     lr_scheduler: str = opt("cosine", "Learning-rate schedule.", choices=("cosine", "step", "none"))
-    label_smoothing: float = opt(0.0, "Label smoothing of the cross-entropy loss.", min=0, max=0.5)
-    early_stopping_patience: Optional[int] = opt(None, "Stop after this many epochs without validation gain.", min=1)
+    label_smoothing: float = opt(0.1, "Label smoothing of the cross-entropy loss.", min=0, max=0.5)
+    early_stopping_patience: Optional[int] = opt(20, "Stop after this many epochs without validation gain "
+                                                "(empty: never stop early).", min=1)
     augment_shift: Optional[float] = opt(None, "Random time-shift augmentation as a fraction of the input length "
                                          "(default: 0.1 for raw time-domain features, 0 for spectra).", min=0, max=0.5)
-    augment_noise: float = opt(0.05, "Std of Gaussian noise added to (standardised) inputs during training.", min=0)
+    augment_noise: float = opt(0.1, "Std of Gaussian noise added to (standardised) inputs during training.", min=0)
     num_gpus: int = opt(0, "GPUs to use (0 = CPU; 1 = first CUDA device when available).", min=0)
     # DARTS (nas_guide_darts.txt)
     nas_enabled: bool = opt(False, "Search the architecture with DARTS before training.")
@@ -100,7 +101,7 @@ class TrainingConfig:
     nas_target_params: Optional[int] = opt(None, "Budget mode: aim the found model at this many parameters.", min=1)
     nas_target_macs: Optional[int] = opt(None, "Budget mode: aim the found model at this many MACs.", min=1)
     nas_beta_decay: Optional[float] = opt(None, "beta-DARTS regularisation weight against search collapse.", min=0)
-    nas_batch_size: Optional[int] = opt(None, "Batch size of the search (default: batch_size).", min=1)
+    nas_batch_size: Optional[int] = opt(32, "Batch size of the search (empty: batch_size).", min=1)
     nas_arch_learning_rate: Optional[float] = opt(None, "Adam learning rate of the architecture weights (default: "
                                                   "2 / number of alpha updates, so alphas can move ~2 logits "
                                                   "over the search whatever the data size).", min=0)
