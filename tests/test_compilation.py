@@ -18,47 +18,12 @@ from tinyml_modelzoo.errors import UserError
 from tinyml_modelzoo.zoo.spec import AvgPool, Conv, GlobalAvgPool, Linear, MaxPool, ModelSpec, build_model
 from tinyml_torchmodelopt.quantization import quantize_ptq
 
+from branchy import Branchy, randomize_bn
+
 torch.set_num_threads(1)
 F28P55 = get_device("F28P55")
 SUMMARY_KEYS = {"npu_compatible", "flash_bytes", "ram_bytes", "latency_us_estimate", "host_check"}
 HAS_CC = host_check_module.find_compiler() is not None
-
-
-class Branchy(nn.Module):
-    """DARTS-like: input BN, stem, cat and + joins, avg/max pool k3, factorized reduce."""
-
-    def __init__(self, cin=3, c=8, classes=3):
-        super().__init__()
-        self.input_bn = nn.BatchNorm1d(cin)
-        self.stem = nn.Sequential(nn.Conv1d(cin, c, 3, padding=1, bias=False), nn.BatchNorm1d(c))
-        self.op_a = nn.Sequential(nn.ReLU(), nn.Conv1d(c, c, 5, padding=2, bias=False), nn.BatchNorm1d(c))
-        self.op_b = nn.MaxPool1d(3, 1, 1)
-        self.op_c = nn.AvgPool1d(3, 1, 1, count_include_pad=False)
-        self.op_d = nn.AvgPool1d(3, 1, 1)          # count_include_pad=True
-        self.red1 = nn.Conv1d(2 * c, c, 1, stride=2, bias=False)
-        self.red2 = nn.Conv1d(2 * c, c, 1, stride=2, bias=False)
-        self.red_bn = nn.BatchNorm1d(2 * c)
-        self.gap = nn.AdaptiveAvgPool1d(1)
-        self.fc = nn.Linear(2 * c, classes)
-
-    def forward(self, x):
-        s = self.stem(self.input_bn(x))
-        n1 = torch.relu(self.op_a(s) + self.op_b(s))      # ReLU fused into the add
-        y = torch.relu(torch.cat([n1, self.op_c(n1) + self.op_d(s)], dim=1))
-        r = self.gap(self.red_bn(torch.cat([self.red1(y), self.red2(y)], dim=1)))
-        return self.fc(r.view(r.size(0), -1))
-
-
-def randomize(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm1d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-    return model.eval()
 
 
 def data(shape, classes, n=24, seed=0):
@@ -76,7 +41,7 @@ def compile_(model, shape, classes, out_dir, device=F28P55, quantized=None):
 def cls_1k():
     spec = ModelSpec((Conv(8, 5, stride=2), MaxPool(2), Conv(12, 3, stride=2), Conv(16, 3), GlobalAvgPool()),
                      input_batchnorm=True, name="cls1k_like")
-    return randomize(build_model(spec, 1, 128, 4))
+    return randomize_bn(build_model(spec, 1, 128, 4))
 
 
 @pytest.mark.skipif(not HAS_CC, reason="no C compiler")
@@ -100,7 +65,7 @@ def test_sequential_model_is_bit_exact(tmp_path):
 
 @pytest.mark.skipif(not HAS_CC, reason="no C compiler")
 def test_multi_branch_model_is_bit_exact_and_reuses_memory(tmp_path):
-    result = compile_(randomize(Branchy()), (3, 40), 3, tmp_path)
+    result = compile_(randomize_bn(Branchy()), (3, 40), 3, tmp_path)
     assert result.host_check == "bit-exact" and result.onnx_int8_check == "bit-exact"
     assert result.arena_bytes < result.activation_bytes
     source = (tmp_path / "artifacts" / "mod.c").read_text()
@@ -181,7 +146,7 @@ def property_case(seed: int, tmp_path):
     while True:
         spec, cin, length = random_spec(rng)
         try:
-            model = randomize(build_model(spec, cin, length, 3), seed)
+            model = randomize_bn(build_model(spec, cin, length, 3), seed)
         except ValueError:
             continue
         if all(f.rule != "fc_in_features" for f in _findings(model, (cin, length))):
@@ -220,7 +185,7 @@ def test_darts_network_is_bit_exact(tmp_path):
               ("conv_bn_relu_5x1", 1), ("skip_connect", 2), ("skip_connect", 0), ("max_pool_3x1", 3)]
     genotype = nas.Genotype_CNN(normal, [2, 3, 4, 5], reduce, [2, 3, 4, 5])
     torch.manual_seed(0)
-    model = randomize(nas.NetworkCnn(4, 3, 3, genotype, in_channels=2))
+    model = randomize_bn(nas.NetworkCnn(4, 3, 3, genotype, in_channels=2))
     result = compile_(model, (2, 48), 3, tmp_path / "torch")
     assert result.host_check == "bit-exact" and result.onnx_int8_check == "bit-exact"
     assert result.arena_bytes < result.activation_bytes

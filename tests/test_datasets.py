@@ -82,7 +82,7 @@ def test_hello_world_generation_is_fast():
 # ---------------------------------------------------------------- folder format
 
 def test_ti_folder_with_mixed_formats_and_annotations(tmp_path):
-    root = write(tmp_path / "ds", {
+    write(tmp_path / "ds", {
         "classes/arc/a1.csv": "Time,current,voltage\n" + "".join(f"{t},{t * 2},{t * 3}\n" for t in range(50)),
         "classes/arc/a2.txt": csv_rows(60, 2, sep=" "),
         "classes/arc/.DS_Store": b"\x00junk",

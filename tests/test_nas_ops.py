@@ -49,14 +49,14 @@ def _analytic_params(C, ncls, layers, genotype, in_ch, stem_mult, nodes, mult):
         return 0
     Cs = stem_mult * C
     total = 2 * in_ch + in_ch * Cs * 3 + 2 * Cs
-    Cpp, Cp, Cc, red_prev = Cs, Cs, C, False
+    Cpp, Cp, Cc = Cs, Cs, C
     for i in range(layers):
         red = i in reduction_layers(layers)
         Cc = Cc * 2 if red else Cc
         total += Cpp * Cc + 2 * Cc + Cp * Cc + 2 * Cc
         for name, j in (genotype.reduce if red else genotype.normal):
             total += op_params(name, Cc, 2 if red and j < 2 else 1)
-        Cpp, Cp, red_prev = Cp, mult * Cc, red
+        Cpp, Cp = Cp, mult * Cc
     return total + Cp * ncls + ncls
 
 

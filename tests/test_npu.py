@@ -3,11 +3,12 @@ import dataclasses
 from collections import OrderedDict
 
 import pytest
-import torch
 from torch import nn
 
 from tinyml_modelzoo.devices import get_device
 from tinyml_modelzoo.npu import RULES, NpuReport, check_npu, is_npu_valid
+
+from branchy import Branchy
 
 F28P55 = get_device("F28P55")
 
@@ -22,29 +23,6 @@ def invalid_model():
                ("pool1", nn.MaxPool1d(5)), ("conv2", nn.Conv1d(8, 6, 3, padding=1)), ("relu2", nn.ReLU()),
                ("gap3", nn.AdaptiveAvgPool1d(1)), ("flatten3", nn.Flatten()), ("fc4", nn.Linear(6, 8)),
                ("relu4", nn.ReLU()), ("fc", nn.Linear(8, 3)))
-
-
-class Branchy(nn.Module):
-    """DARTS-like: input BN, stem, cat and + joins, avg/max pool k3, factorized reduce."""
-
-    def __init__(self, cin=1, c=8):
-        super().__init__()
-        self.input_bn = nn.BatchNorm1d(cin)
-        self.stem = nn.Sequential(nn.Conv1d(cin, c, 3, padding=1, bias=False), nn.BatchNorm1d(c))
-        self.op_a = nn.Sequential(nn.ReLU(), nn.Conv1d(c, c, 5, padding=2, bias=False), nn.BatchNorm1d(c))
-        self.op_b = nn.MaxPool1d(3, 1, 1)
-        self.op_c = nn.AvgPool1d(3, 1, 1, count_include_pad=False)
-        self.red1 = nn.Conv1d(2 * c, c, 1, stride=2, bias=False)
-        self.red2 = nn.Conv1d(2 * c, c, 1, stride=2, bias=False)
-        self.gap = nn.AdaptiveAvgPool1d(1)
-        self.fc = nn.Linear(2 * c, 3)
-
-    def forward(self, x):
-        s = self.stem(self.input_bn(x))
-        n1 = self.op_a(s) + self.op_b(s)
-        y = torch.relu(torch.cat([n1, self.op_c(n1) + s], dim=1))
-        r = self.gap(torch.cat([self.red1(y), self.red2(y)], dim=1))
-        return self.fc(r.view(r.size(0), -1))
 
 
 def test_one_finding_per_violation():
@@ -123,31 +101,13 @@ def test_parameter_limit():
 
 
 def test_multi_branch_model_is_valid():
-    report = check_npu(Branchy(), (1, 64), F28P55)
+    report = check_npu(Branchy(cin=1), (1, 64), F28P55)
     assert report.ok, report.format_table()
     assert report.layers_checked > 15
 
 
 def test_every_rule_has_a_description():
     assert len({r.name for r in RULES}) == len(RULES) and all(r.description for r in RULES)
-
-
-def _zoo_models():
-    try:
-        from tinyml_modelzoo.zoo import classifiers  # noqa: F401 - registers the models
-        from tinyml_modelzoo.zoo.registry import get_entry, list_models
-    except ImportError:
-        return []
-    return [name for name in list_models() if get_entry(name).npu_ready]
-
-
-@pytest.mark.parametrize("name", _zoo_models())
-def test_npu_ready_zoo_models_pass(name):
-    from tinyml_modelzoo.zoo.registry import get_model_spec
-    from tinyml_modelzoo.zoo.spec import build_model
-    model = build_model(get_model_spec(name), 1, 256, 4)
-    report = check_npu(model, (1, 256), F28P55)
-    assert report.ok, report.format_table()
 
 
 def test_docs_list_every_rule():

@@ -10,43 +10,9 @@ from tinyml_torchmodelopt.onnx_export import export_int8_onnx, export_onnx, run_
 from tinyml_torchmodelopt.quantization import (GraphNet, QuantizedModel, fold_graph, quantize_ptq, quantize_qat,
                                                rshift_round, trace_graph)
 
+from branchy import Branchy, randomize_bn
+
 torch.set_num_threads(1)
-
-
-class Branchy(nn.Module):
-    """DARTS-like: input BN, stem, cat and + joins, avg/max pool k3, factorized reduce."""
-
-    def __init__(self, cin=2, c=8, classes=3):
-        super().__init__()
-        self.input_bn = nn.BatchNorm1d(cin)
-        self.stem = nn.Sequential(nn.Conv1d(cin, c, 3, padding=1, bias=False), nn.BatchNorm1d(c))
-        self.op_a = nn.Sequential(nn.ReLU(), nn.Conv1d(c, c, 5, padding=2, bias=False), nn.BatchNorm1d(c))
-        self.op_b = nn.MaxPool1d(3, 1, 1)
-        self.op_c = nn.AvgPool1d(3, 1, 1, count_include_pad=False)
-        self.red1 = nn.Conv1d(2 * c, c, 1, stride=2, bias=False)
-        self.red2 = nn.Conv1d(2 * c, c, 1, stride=2, bias=False)
-        self.red_bn = nn.BatchNorm1d(2 * c)
-        self.gap = nn.AdaptiveAvgPool1d(1)
-        self.fc = nn.Linear(2 * c, classes)
-
-    def forward(self, x):
-        s = self.stem(self.input_bn(x))
-        n1 = self.op_a(s) + self.op_b(s)
-        y = torch.relu(torch.cat([n1, self.op_c(n1) + s], dim=1))
-        r = self.gap(self.red_bn(torch.cat([self.red1(y), self.red2(y)], dim=1)))
-        return self.fc(r.view(r.size(0), -1))
-
-
-def randomize_bn(model, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm1d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=g) * 2 - 1)
-            m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=g) - 0.5)
-    return model.eval()
 
 
 def toy_data(n=240, length=64, seed=0):
@@ -85,7 +51,7 @@ def trained():
 
 
 def test_bn_folding_equals_float():
-    for model, shape in ((randomize_bn(Branchy()), (2, 32)), (randomize_bn(small_cnn()), (1, 64))):
+    for model, shape in ((randomize_bn(Branchy(cin=2)), (2, 32)), (randomize_bn(small_cnn()), (1, 64))):
         folded = fold_graph(trace_graph(model, shape))
         assert not [n for n in folded.nodes if n.op in ("bn", "identity")]
         x = torch.randn(16, *shape)
@@ -101,7 +67,7 @@ def test_input_bn_stays_exact_with_zero_padding():
 
 
 def test_relu_is_fused_and_shared_tensors_are_not():
-    folded = fold_graph(trace_graph(randomize_bn(Branchy()), (2, 32)))
+    folded = fold_graph(trace_graph(randomize_bn(Branchy(cin=2)), (2, 32)))
     ops = {n.name: n for n in folded.nodes}
     assert ops["stem.0"].attrs["relu"] is False          # stem output also feeds the max pool and the add
     assert any(n.op == "relu" for n in folded.nodes)      # so the ReLU of op_a stays a separate op
@@ -144,7 +110,7 @@ def test_integer_semantics():
 
 
 def test_int8_outputs_and_file_round_trip(tmp_path):
-    model = randomize_bn(Branchy())
+    model = randomize_bn(Branchy(cin=2))
     x = torch.randn(20, 2, 32)
     q = quantize_ptq(model, x)
     xi = q.quantize_input(x.numpy())
@@ -160,7 +126,7 @@ def test_onnx_float_and_int8_agree_with_references(tmp_path, which, trained):
         model, x, _ = trained
         x = x[:32]
     else:
-        model, x = randomize_bn(Branchy()), torch.randn(32, 2, 48)
+        model, x = randomize_bn(Branchy(cin=2)), torch.randn(32, 2, 48)
     assert export_onnx(model, x[:4], tmp_path / "f.onnx") < 1e-4
     q = quantize_ptq(model, x)
     export_int8_onnx(q, tmp_path / "q.onnx")

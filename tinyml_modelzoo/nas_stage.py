@@ -19,7 +19,6 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tinyml_torchmodelopt.nas import NetworkCnn
 from tinyml_torchmodelopt.nas.genotypes import PRIMITIVES_CNN, PRIMITIVES_CNN_NPU, genotype_to_dict
 from tinyml_torchmodelopt.nas.train_cnn_search import (EpochRecord, SearchResult, SearchSettings,
                                                         build_final_model, search)

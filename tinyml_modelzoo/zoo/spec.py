@@ -12,7 +12,7 @@ a spec describes everything before it, so one spec fits any class count.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal, Union
 
 from torch import nn
