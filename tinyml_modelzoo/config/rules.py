@@ -63,13 +63,8 @@ def _check_training(config: Config) -> list[str]:
     t = config.training
     problems = []
     if t.enable and t.model_name not in SPECIAL_MODEL_NAMES and not t.nas_enabled:
-        from ..zoo import list_models
-        if t.model_name not in list_models():
-            close = difflib.get_close_matches(t.model_name, list_models(), n=2, cutoff=0.5)
-            hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
-            problems.append(f"training.model_name: unknown model {t.model_name!r}; {hint}"
-                            f"choose a zoo model ({', '.join(list_models())}), 'auto' for multi-trial NAS "
-                            f"or 'NAS_result' with model_spec_path")
+        problems += _unknown_zoo_model("training.model_name", t.model_name,
+                                       "'auto' for multi-trial NAS or 'NAS_result' with model_spec_path")
     if t.enable and t.model_name == "NAS_result":
         if not t.model_spec_path:
             problems.append("training.model_spec_path: required with model_name 'NAS_result'; "
@@ -119,12 +114,10 @@ def _check_nas(config: Config) -> list[str]:
         problems.append("nas.latency_weight: has no effect without nas.latency_target (microseconds); "
                         "set latency_target or remove latency_weight")
     if n.warm_start:
-        from ..zoo import list_models
         if not n.initial_architecture:
             problems.append("nas.initial_architecture: required with warm_start: True (a zoo model name, e.g. CLS_2k_NPU)")
-        elif n.initial_architecture not in list_models():
-            problems.append(f"nas.initial_architecture: unknown model {n.initial_architecture!r}; "
-                            f"known: {', '.join(list_models())}")
+        else:
+            problems += _unknown_zoo_model("nas.initial_architecture", n.initial_architecture)
     if n.early_stopping and n.accuracy_threshold is None:
         problems.append("nas.accuracy_threshold: required with early_stopping: True (e.g. 0.95)")
     if config.training.enable and config.training.model_name != "auto":
@@ -142,6 +135,18 @@ def _check_compilation(config: Config) -> list[str]:
         if not resolve_path(config, c.model_path).is_file():
             problems.append(f"compilation.model_path: {c.model_path} not found (paths are relative to the config file)")
     return problems
+
+
+def _unknown_zoo_model(key: str, name: str, alternatives: str = "") -> list[str]:
+    """The problem line for a name that is not in the zoo (none when it is)."""
+    from ..zoo import list_models
+    known = list_models()
+    if name in known:
+        return []
+    close = difflib.get_close_matches(name, known, n=2, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    choices = f"choose a zoo model ({', '.join(known)})" + (f", {alternatives}" if alternatives else "")
+    return [f"{key}: unknown model {name!r}; {hint}{choices}"]
 
 
 def resolve_path(config: Config, path: str) -> Path:
