@@ -209,3 +209,59 @@ def test_fast_supernet_without_convs():
                         primitives=['none', 'max_pool_3x1', 'skip_connect']).double()
     x = torch.randn(3, 1, 16, dtype=torch.float64)
     assert torch.allclose(net(x), net(x, naive=True), atol=1e-10)
+
+
+@pytest.mark.parametrize('reduction_first', [False, True])
+def test_joint_pass_equals_separate_passes(reduction_first):
+    """One pass over [train; valid]: each loss as alone, weights learn from train only, alphas from valid only."""
+    torch.manual_seed(0)
+    net = SearchNetwork(2, 3, 3 if reduction_first else 4, nodes_per_layer=3, multiplier=2).double()
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_()
+    g = torch.Generator().manual_seed(3)
+    xt, xv = (torch.randn(5, 1, 20, generator=g, dtype=torch.float64) for _ in range(2))
+    yt, yv = torch.tensor([0, 1, 2, 0, 1]), torch.tensor([2, 2, 1, 0, 0])
+    weights, alphas = net.weights(), net.arch_parameters()
+    lt, lv = net.joint_losses(xt, yt, xv, yv)
+    gw = torch.autograd.grad(lt + lv, weights + alphas)
+    ref_t, ref_v = net.loss(xt, yt), net.loss(xv, yv)
+    assert torch.allclose(lt, ref_t, atol=1e-12) and torch.allclose(lv, ref_v, atol=1e-12)
+    ref_w = torch.autograd.grad(ref_t, weights)
+    ref_a = torch.autograd.grad(ref_v, alphas)
+    for got, want in zip(gw, ref_w + ref_a):
+        assert torch.allclose(got, want, atol=1e-10)
+    assert net.supports_joint
+    with pytest.raises(ValueError, match='equal halves'):
+        net.joint_losses(xt, yt, xv[:4], yv[:4])
+
+
+@pytest.mark.parametrize('kind', ['max', 'avg'])
+@pytest.mark.parametrize('stride,length', [(1, 7), (2, 7), (2, 8), (1, 2)])
+def test_pool3_matches_torch_pools(kind, stride, length):
+    from tinyml_torchmodelopt.nas.fused_ops import pool3_cnl
+    import torch.nn.functional as F
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-2, 3, (3, 4, length), generator=g).double().requires_grad_()  # many ties
+    ref = (F.max_pool1d(x, 3, stride, 1) if kind == 'max'
+           else F.avg_pool1d(x, 3, stride, 1, count_include_pad=False))
+    out = pool3_cnl(x, kind, stride)
+    assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-12)
+    w = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    assert torch.allclose(torch.autograd.grad((out * w).sum(), x)[0], torch.autograd.grad((ref * w).sum(), x)[0])
+
+
+def test_search_modes_run_and_report_validation_metrics():
+    train, valid = toy_loaders(n=48, batch=12)
+    for kw in (dict(joint_passes=False), dict(unrolled=True), dict()):
+        result = search(train, valid, _settings(epochs=1, **kw))
+        rec = result.history[0]
+        assert rec.params > 0 and 0.0 <= rec.valid_accuracy <= 1.0 and rec.valid_loss > 0
+
+
+def test_unrolled_step_reuses_the_virtual_step_weight_gradient():
+    net, ((xt, yt), (xv, yv)) = _tiny_double_net()
+    ref = torch.autograd.grad(net.loss(xt, yt), net.weights())
+    step = Architect(net, unrolled=True).unrolled_step(xt, yt, xv, yv, 0.05)
+    for got, want in zip(step.weight_grads, ref):
+        assert torch.allclose(got, want, atol=1e-12)

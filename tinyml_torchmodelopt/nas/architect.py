@@ -13,7 +13,8 @@ turned every weight into NaN there).
 """
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from contextlib import contextmanager
+from typing import Iterator, NamedTuple, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -32,8 +33,33 @@ class Supernet(Protocol):
 
     def derived_cost(self, kind: str) -> float: ...
 
+    # optional, for :meth:`Architect.joint_step`:
+    # joint_losses(x_train, y_train, x_valid, y_valid) -> (train_loss, valid_loss)
+
 
 COST_KIND = {'Memory': 'params', 'Compute': 'macs'}
+
+
+class StepResult(NamedTuple):
+    """One search iteration: the alphas are updated; ``weight_grads`` is grad_w L_train for the weight optimiser."""
+    train_loss: torch.Tensor
+    weight_grads: list
+    valid_loss: torch.Tensor
+    train_logits: torch.Tensor
+    valid_logits: torch.Tensor
+
+
+@contextmanager
+def frozen(params: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Build graphs in which ``params`` need no gradient (autograd then skips their work)."""
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
 
 
 class Architect:
@@ -90,8 +116,56 @@ class Architect:
         if self.unrolled:
             grads, val_loss = self.unrolled_gradient(x_train, y_train, x_valid, y_valid, eta, weight_optimizer)
         else:
-            val_loss = self.model.loss(x_valid, y_valid)
+            with frozen(self.model.weights()):
+                val_loss = self.model.loss(x_valid, y_valid)
             grads = list(torch.autograd.grad(val_loss, alphas))
+        self._update_alphas(grads)
+        self.last_val_loss = float(val_loss.detach())
+        return val_loss.detach()
+
+    def joint_step(self, x_train, y_train, x_valid, y_valid) -> StepResult:
+        """First-order DARTS iteration from ONE pass over [train; valid] (equal halves).
+
+        Updates the alphas with grad_alpha L_valid (+ regulariser) and returns
+        grad_w L_train at the same point for the caller's weight optimiser: the
+        alphas and the weights both step from (w_t, alpha_t) instead of the weights
+        seeing alpha_{t+1}; the difference is of the order of the alpha learning
+        rate. Needs ``model.joint_losses`` (see ``SearchNetwork.joint_losses``).
+        """
+        model = self.model
+        alphas, weights = model.arch_parameters(), model.weights()
+        train_loss, val_loss = model.joint_losses(x_train, y_train, x_valid, y_valid)
+        grads = torch.autograd.grad(train_loss + val_loss, alphas + weights)
+        self._update_alphas(list(grads[:len(alphas)]))
+        self.last_val_loss = float(val_loss.detach())
+        return StepResult(train_loss.detach(), list(grads[len(alphas):]), val_loss.detach(), model.last_logits,
+                          model.last_valid_logits)
+
+    def alternating_step(self, x_train, y_train, x_valid, y_valid, eta: float,
+                         weight_optimizer: torch.optim.Optimizer | None = None) -> StepResult:
+        """Alpha update (:meth:`step`), then grad_w L_train at the new alphas (the original DARTS order)."""
+        model = self.model
+        val_loss = self.step(x_train, y_train, x_valid, y_valid, eta, weight_optimizer)
+        valid_logits = model.last_logits
+        with frozen(model.arch_parameters()):
+            train_loss = model.loss(x_train, y_train)
+        grads = list(torch.autograd.grad(train_loss, model.weights()))
+        return StepResult(train_loss.detach(), grads, val_loss, model.last_logits, valid_logits)
+
+    def unrolled_step(self, x_train, y_train, x_valid, y_valid, eta: float,
+                      weight_optimizer: torch.optim.Optimizer | None = None) -> StepResult:
+        """Second-order alpha update; the weight gradient is the one of the virtual step (w_t, alpha_t).
+
+        Reusing it saves one of the five passes of an unrolled iteration (the
+        same simultaneous update as :meth:`joint_step`).
+        """
+        val_loss = self.step(x_train, y_train, x_valid, y_valid, eta, weight_optimizer)
+        train_loss, grads, train_logits = self._virtual_step_train
+        return StepResult(train_loss, grads, val_loss, train_logits, self.model.last_logits)
+
+    def _update_alphas(self, grads: list[torch.Tensor]) -> None:
+        """Add the regulariser's gradient, take one Adam step, update the budget multiplier."""
+        alphas = self.model.arch_parameters()
         reg = self.regularizer()
         if reg.requires_grad:
             grads = [g + r for g, r in zip(grads, torch.autograd.grad(reg, alphas))]
@@ -103,15 +177,16 @@ class Architect:
             g = self.model.derived_cost(COST_KIND[self.penalty_mode]) / self.budget - 1
             g = max(-1.0, min(1.0, g))
             self.penalty_weight = max(-100.0, min(100.0, self.penalty_weight + self.budget_rate * g))
-        self.last_val_loss = float(val_loss.detach())
-        return val_loss.detach()
 
     def unrolled_gradient(self, x_train, y_train, x_valid, y_valid, eta: float,
                           weight_optimizer: torch.optim.Optimizer | None = None):
         """Second-order DARTS gradient w.r.t. the alphas (weights are restored afterwards)."""
         model, alphas, weights = self.model, self.model.arch_parameters(), self.model.weights()
         # virtual step w' = w - eta * (momentum_buffer * mu + grad + wd * w), as SGD would do
-        g_train = torch.autograd.grad(model.loss(x_train, y_train), weights)
+        with frozen(alphas):
+            train_loss = model.loss(x_train, y_train)
+        g_train = torch.autograd.grad(train_loss, weights)
+        self._virtual_step_train = (train_loss.detach(), list(g_train), getattr(model, 'last_logits', None))
         with torch.no_grad():
             step = [g + self.weight_decay * w for g, w in zip(g_train, weights)]
             if weight_optimizer is not None:
@@ -123,6 +198,7 @@ class Architect:
             torch._foreach_add_(weights, step, alpha=-eta)
         try:
             val_loss = model.loss(x_valid, y_valid)
+            val_logits = getattr(model, 'last_logits', None)
             grads = torch.autograd.grad(val_loss, alphas + weights)
             d_alpha, v = list(grads[:len(alphas)]), grads[len(alphas):]
             implicit = self._hessian_vector_product(v, backup, x_train, y_train, self.fd_radius)
@@ -132,6 +208,8 @@ class Architect:
             with torch.no_grad():
                 for w, b in zip(weights, backup):
                     w.copy_(b)
+        if val_logits is not None:
+            model.last_logits = val_logits  # the metrics want the validation logits, not the last FD pass
         return d_alpha, val_loss
 
     def _hessian_vector_product(self, v: Sequence[torch.Tensor], w0: Sequence[torch.Tensor],
@@ -145,9 +223,13 @@ class Architect:
         with torch.no_grad():
             for w, b, d in zip(weights, w0, v):
                 w.copy_(b).add_(d, alpha=eps)
-        g_pos = torch.autograd.grad(model.loss(x, y), alphas)
+        with frozen(weights):
+            loss_pos = model.loss(x, y)
+        g_pos = torch.autograd.grad(loss_pos, alphas)
         with torch.no_grad():
             for w, b, d in zip(weights, w0, v):
                 w.copy_(b).add_(d, alpha=-eps)
-        g_neg = torch.autograd.grad(model.loss(x, y), alphas)
+        with frozen(weights):
+            loss_neg = model.loss(x, y)
+        g_neg = torch.autograd.grad(loss_neg, alphas)
         return [(p - n) / (2 * eps) for p, n in zip(g_pos, g_neg)]

@@ -5,6 +5,18 @@ is then ONE matmul W (C_out, k*C_in) @ patches (k*C_in, N*L_out) instead of N
 small batched ones, batch norm is per row, and the weighted sum of candidates
 is one matmul. Every function here is checked against the op-by-op reference
 (``SearchNetwork.forward(x, naive=True)``) in the tests, outputs and gradients.
+
+Joint passes (``split``). A first-order DARTS iteration needs grad_w L_train and
+grad_alpha L_valid. Both come from ONE forward/backward over the concatenated
+batch [train; valid] when
+
+* batch norm keeps separate statistics for the two halves (exactly what two
+  separate passes would compute), and
+* parameter gradients are taken only from the train columns and mixing-weight
+  (alpha) gradients only from the valid columns.
+
+``split`` (the number of leading train samples, or None for an ordinary pass)
+tells each kernel so. Activation gradients always flow through both halves.
 """
 from __future__ import annotations
 
@@ -12,13 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+_EPS = 1e-5
+
 
 # -- "CNL" layout ----------------------------------------------------------------
-# The fast path keeps activations as (C, N, L) instead of (N, C, L): a conv is
-# then ONE matmul W (C_out, C_in*k) @ patches (C_in*k, N*L_out) instead of N
-# small batched ones, batch norm is per row, and the weighted sum of the
-# candidates of all outgoing edges of a state is ONE matmul (edges x candidates)
-# @ (candidates x C*N*L).
 
 def _patches(x: torch.Tensor, k: int, stride: int, padding: int) -> torch.Tensor:
     """(C, N, L) -> (k*C, N*L_out) im2col patches, rows ordered (tap, channel).
@@ -34,6 +43,20 @@ def _patches(x: torch.Tensor, k: int, stride: int, padding: int) -> torch.Tensor
     return cols.permute(3, 0, 1, 2).reshape(k * C, -1)
 
 
+def _stat_groups(split: int | None, n: int) -> int:
+    """Batch-norm statistic groups along the sample axis: 2 for a joint [train; valid] pass."""
+    if split is None:
+        return 1
+    if 2 * split != n:
+        raise ValueError(f"a joint pass needs equal halves; got {split} train of {n} samples")
+    return 2
+
+
+def _train_columns(t: torch.Tensor, split: int | None, n: int) -> torch.Tensor:
+    """Leading columns of a (rows, N*L) matrix that belong to the first ``split`` samples."""
+    return t if split is None else t[:, :split * (t.shape[1] // n)]
+
+
 class _ConvCNL(torch.autograd.Function):
     """Conv1d without bias on (C, N, L) tensors as im2col + matmuls (fwd and bwd).
 
@@ -43,10 +66,11 @@ class _ConvCNL(torch.autograd.Function):
     kernel size ``k`` (centred in the stored ``kmax``-tap weight) is one matmul
     on its row slice of the patches: no MACs are spent on the zero taps of the
     fused 3/5/7 kernels. Gradients: matmuls plus kmax shifted adds (col2im).
+    The weight gradient uses the first ``split`` samples only (joint passes).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, blocks, stride: int, padding: int):
+    def forward(ctx, x, weight, blocks, stride: int, padding: int, split):
         Co, C, kmax = weight.shape
         cols = _patches(x, kmax, stride, padding)
         out = cols.new_empty(Co, cols.shape[1])
@@ -57,13 +81,13 @@ class _ConvCNL(torch.autograd.Function):
             torch.mm(wk, cols[lo * C:(lo + k) * C], out=out[r0:r1])
             wks.append(wk)
         ctx.save_for_backward(x, *wks)  # patches are recomputed in backward: less memory
-        ctx.conf = (stride, padding, x.shape, weight.shape, blocks)
+        ctx.conf = (stride, padding, x.shape, weight.shape, blocks, split)
         return out.view(Co, x.shape[1], -1)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, *wks = ctx.saved_tensors
-        s, p, (C, N, L), (Co, _, kmax), blocks = ctx.conf
+        s, p, (C, N, L), (Co, _, kmax), blocks, split = ctx.conf
         Lo = grad_out.shape[-1]
         g = grad_out.reshape(Co, N * Lo)
         grad_x = grad_w = None
@@ -81,17 +105,18 @@ class _ConvCNL(torch.autograd.Function):
                     gxp[:, :, t:t + s * (Lo - 1) + 1:s] += gcols[t]
                 grad_x = gxp[:, :, p:p + L]
         if ctx.needs_input_grad[1]:
-            cols = _patches(x, kmax, s, p)
+            cols = _patches(x if split is None else x[:, :split], kmax, s, p)
+            g = _train_columns(g, split, N)
             grad_w = g.new_zeros(Co, C, kmax)
             for r0, r1, k in blocks:
                 lo = kmax // 2 - k // 2
                 gk = torch.mm(g[r0:r1], cols[lo * C:(lo + k) * C].t())  # (rows, k*C)
                 grad_w[r0:r1, :, lo:lo + k] = gk.view(r1 - r0, k, C).permute(0, 2, 1)
-        return grad_x, grad_w, None, None, None
+        return grad_x, grad_w, None, None, None, None
 
 
 def conv_cnl(x: torch.Tensor, weight: torch.Tensor, blocks=None, stride: int = 1,
-             padding: int = 0) -> torch.Tensor:
+             padding: int = 0, split: int | None = None) -> torch.Tensor:
     """Conv1d (no bias) of a (C, N, L) tensor; returns (C_out, N, L_out).
 
     ``blocks``: ((row_start, row_end, k), ...) output-channel blocks whose kernel
@@ -99,65 +124,60 @@ def conv_cnl(x: torch.Tensor, weight: torch.Tensor, blocks=None, stride: int = 1
     """
     if blocks is None:
         blocks = ((0, weight.shape[0], weight.shape[2]),)
-    return _ConvCNL.apply(x, weight, tuple(blocks), stride, padding)
+    return _ConvCNL.apply(x, weight, tuple(blocks), stride, padding, split)
 
 
-class _BNReLUMix(torch.autograd.Function):
-    """contrib = W @ relu(batchnorm(x)) with x as G groups of C channels, in one node.
+# -- batch norm as group norm ------------------------------------------------------
+# Batch norm of a (R, N*L) matrix (statistics per row) is group norm of the
+# (1, R, N*L) tensor with R groups; PyTorch's CPU group-norm kernel is ~6x
+# faster than its batch-norm kernel on this shape. Separate statistics for the
+# halves of a joint pass: view the matrix as (2R, N*L/2).
 
-    x: (G*C, N*L) conv output; W: (E, G) mixing weights; returns (E, C*N*L).
-    Batch norm uses batch statistics without affine terms (as the search BN).
-    Only x is saved (normalised and ReLU outputs are recomputed in backward):
-    one activation per candidate instead of two (BN input and ReLU output).
+def _bn_forward(x2d: torch.Tensor, groups: int):
+    R = x2d.shape[0] * groups
+    y, mean, rstd = torch.native_group_norm(x2d.reshape(1, R, -1), None, None, 1, R, x2d.numel() // R, R, _EPS)
+    return y.view_as(x2d), mean.view(-1, 1), rstd.view(-1, 1)
+
+
+def _bn_normalised(x2d, mean, rstd, groups: int) -> torch.Tensor:
+    R = mean.shape[0]
+    return ((x2d.reshape(R, -1) - mean) * rstd).view_as(x2d)
+
+
+def _bn_backward(g2d, x2d, mean, rstd, groups: int) -> torch.Tensor:
+    R = mean.shape[0]
+    M = x2d.numel() // R
+    return torch.ops.aten.native_group_norm_backward(g2d.reshape(1, R, M), x2d.reshape(1, R, M), mean.view(1, R),
+                                                     rstd.view(1, R), None, 1, R, M, R,
+                                                     [True, False, False])[0].view_as(x2d)
+
+
+def bn_cnl(x: torch.Tensor, bn: nn.BatchNorm1d | None = None, split: int | None = None) -> torch.Tensor:
+    """Batch norm of a (C, N, L) tensor with batch statistics (per channel over N*L).
+
+    Running statistics are not tracked: the supernet always normalises with
+    batch statistics. Affine parameters get gradients from the train half only
+    in a joint pass.
     """
-
-    @staticmethod
-    def forward(ctx, x, W, relu: bool, eps: float = 1e-5):
-        R = x.shape[0]
-        y, mean, invstd = torch.native_batch_norm(x.view(1, R, -1), None, None, None, None, True, 0.0, eps)
-        r = y.clamp_min_(0) if relu else y
-        ctx.save_for_backward(x, mean, invstd, W)
-        ctx.relu, ctx.eps = relu, eps
-        return torch.mm(W, r.view(W.shape[1], -1))
-
-    @staticmethod
-    def backward(ctx, gc):
-        x, mean, invstd, W = ctx.saved_tensors
-        R = x.shape[0]
-        G = W.shape[1]
-        y = (x - mean[:, None]) * invstd[:, None]  # recomputed normalised input
-        r = y.clamp_min(0) if ctx.relu else y
-        grad_W = torch.mm(gc, r.view(G, -1).t()) if ctx.needs_input_grad[1] else None
-        grad_x = None
-        if ctx.needs_input_grad[0]:
-            g = torch.mm(W.t(), gc).view_as(x)
-            if ctx.relu:
-                g = torch.ops.aten.threshold_backward(g, y, 0)
-            grad_x = torch.ops.aten.native_batch_norm_backward(g.view(1, R, -1), x.view(1, R, -1), None, None, None,
-                                                      mean, invstd, True, ctx.eps,
-                                                      [True, False, False])[0].view_as(x)
-        return grad_x, grad_W, None, None
+    C, N = x.shape[:2]
+    groups = _stat_groups(split, N)
+    weight = bias = None
+    if bn is not None and bn.affine:
+        weight, bias = bn.weight, bn.bias
+        if groups == 2:
+            weight = torch.stack([weight, weight.detach()], 1).flatten()
+            bias = torch.stack([bias, bias.detach()], 1).flatten()
+    eps = _EPS if bn is None else bn.eps
+    return F.group_norm(x.reshape(1, C * groups, -1), C * groups, weight, bias, eps).view_as(x)
 
 
-def bn_cnl(x: torch.Tensor, bn: nn.BatchNorm1d | None = None) -> torch.Tensor:
-    """Batch norm of a (C, N, L) tensor (statistics per channel over N*L, as BatchNorm1d)."""
-    C = x.shape[0]
-    flat = x.reshape(1, C, -1)
-    if bn is None:
-        out = F.batch_norm(flat, None, None, training=True, momentum=0.0, eps=1e-5)
-    else:
-        out = F.batch_norm(flat, bn.running_mean, bn.running_var, bn.weight, bn.bias,
-                           bn.training or not bn.track_running_stats, bn.momentum or 0.0, bn.eps)
-    return out.view_as(x)
-
-
-def conv_bn_relu_cnl(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+def conv_bn_relu_cnl(seq: nn.Sequential, x: torch.Tensor, split: int | None = None) -> torch.Tensor:
     """Apply a ConvBNReLU (or stem) nn.Sequential to a (C, N, L) tensor."""
     for m in seq:
         if isinstance(m, nn.Conv1d):
-            x = conv_cnl(x, m.weight, None, m.stride[0], m.padding[0])
+            x = conv_cnl(x, m.weight, None, m.stride[0], m.padding[0], split)
         elif isinstance(m, nn.BatchNorm1d):
-            x = bn_cnl(x, m)
+            x = bn_cnl(x, m, split)
         elif isinstance(m, nn.ReLU):
             x = F.relu(x)
         elif not isinstance(m, nn.Flatten):
@@ -165,6 +185,172 @@ def conv_bn_relu_cnl(seq: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def bn_relu_mix(x: torch.Tensor, W: torch.Tensor, relu: bool) -> torch.Tensor:
-    """``W (E, G) @ relu(batchnorm(x))`` for x (G*C, N*L) -> (E, C*N*L); see :class:`_BNReLUMix`."""
-    return _BNReLUMix.apply(x, W, relu)
+def linear_split(x: torch.Tensor, linear: nn.Linear, split: int | None = None) -> torch.Tensor:
+    """``linear(x)`` on (N, F) rows; in a joint pass its parameters learn from the first ``split`` rows."""
+    if split is None:
+        return linear(x)
+    return torch.cat([linear(x[:split]), F.linear(x[split:], linear.weight.detach(), linear.bias.detach())])
+
+
+# -- 3-tap pools --------------------------------------------------------------------
+# PyTorch's CPU max pool is fast only without indices and its average pool is
+# slow on (C, N, L) rows of a few hundred samples; both are three shifted
+# slices of the padded input here, forward and backward.
+
+def _pool_taps(xp: torch.Tensor, stride: int, L_out: int):
+    span = stride * (L_out - 1) + 1
+    return [xp[..., t:t + span:stride] for t in range(3)]
+
+
+_WINDOW_COUNT: dict = {}
+
+
+def _window_count(L: int, stride: int, like: torch.Tensor) -> torch.Tensor:
+    """Inputs inside each 3-window: the divisor of count_include_pad=False average pooling."""
+    key = (L, stride, like.dtype, like.device)
+    if key not in _WINDOW_COUNT:
+        starts = torch.arange(0, L, stride) - 1
+        count = (starts + 3).clamp(max=L) - starts.clamp(min=0)
+        _WINDOW_COUNT[key] = count.to(like.dtype).to(like.device)
+    return _WINDOW_COUNT[key]
+
+
+class _Pool3(torch.autograd.Function):
+    """3-tap max or average pool (padding 1, stride 1 or 2) on the last axis.
+
+    Max: the gradient goes to the first maximum of each window (as PyTorch).
+    Average: count_include_pad=False.
+    """
+
+    @staticmethod
+    def forward(ctx, x, kind: str, stride: int):
+        L = x.shape[-1]
+        if kind == 'max':
+            out = F.max_pool1d(x, 3, stride, 1)
+            ctx.save_for_backward(x, out)
+        else:
+            a, b, c = _pool_taps(F.pad(x, (1, 1)), stride, (L - 1) // stride + 1)
+            out = torch.add(a, b).add_(c).div_(_window_count(L, stride, x))
+        ctx.conf = (kind, stride, x.shape)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        kind, stride, shape = ctx.conf
+        L, L_out = shape[-1], g.shape[-1]
+        gxp = g.new_zeros(*shape[:-1], L + 2)
+        slots = _pool_taps(gxp, stride, L_out)
+        if kind == 'max':
+            x, out = ctx.saved_tensors
+            a, b, _ = _pool_taps(F.pad(x, (1, 1), value=float('-inf')), stride, L_out)
+            first = a == out
+            ga = torch.where(first, g, 0.0)
+            gb = torch.where((b == out) & ~first, g, 0.0)
+            slots[0].add_(ga)
+            slots[1].add_(gb)
+            slots[2].add_(g - ga - gb)
+        else:
+            gi = g / _window_count(L, stride, g)
+            for slot in slots:
+                slot.add_(gi)
+        return gxp[..., 1:L + 1], None, None
+
+
+def pool3_cnl(x: torch.Tensor, kind: str, stride: int) -> torch.Tensor:
+    """``max_pool1d`` / ``avg_pool1d(count_include_pad=False)``, kernel 3, padding 1, on the last axis."""
+    return _Pool3.apply(x, kind, stride)
+
+
+# -- mixing -----------------------------------------------------------------------
+
+BN_RELU, BN, LINEAR = 'bn_relu', 'bn', 'linear'
+
+
+def _valid_gram(gc: torch.Tensor, r: torch.Tensor, C: int, N: int, split: int | None) -> torch.Tensor:
+    """gc (E, C*N*L) @ r (G, C*N*L)^T, summed over the valid samples only when ``split``."""
+    if split is None:
+        return torch.mm(gc, r.t())
+    first = split * (gc.shape[1] // (C * N))  # first valid column within each channel's N*L block
+    a = gc.view(gc.shape[0], C, -1).transpose(0, 1)[:, :, first:]  # (C, E, valid) strided views: no copy
+    b = r.view(r.shape[0], C, -1).transpose(0, 1)[:, :, first:]
+    return torch.bmm(a, b.transpose(1, 2)).sum(0)
+
+
+class _StateMix(torch.autograd.Function):
+    """contrib (E, C*N*L) = sum_k W[:, cols_k] @ f_k(x_k): all candidates of one cell state.
+
+    Each part x_k is a (G_k*C, N, L) block of G_k candidates; f_k is
+    ``relu(batchnorm(.))`` (conv candidates), ``batchnorm(.)`` (factorized
+    reduce) or the identity (skip, pools). Batch norm has no affine terms (search
+    BN). One autograd node per state; only the parts are saved (normalised and
+    ReLU outputs are recomputed in backward). In a joint pass the gradient of
+    W uses only the valid samples and BN keeps per-half statistics.
+    """
+
+    @staticmethod
+    def forward(ctx, W, kinds, C: int, split, *parts):
+        N = parts[0].shape[1]
+        groups = _stat_groups(split, N)
+        out, col, stats = None, 0, []
+        for kind, x in zip(kinds, parts):
+            G = x.shape[0] // C
+            r = x.view(x.shape[0], -1)
+            if kind != LINEAR:
+                r, mean, rstd = _bn_forward(r, groups)
+                if kind == BN_RELU:
+                    r = r.clamp_min_(0)
+                stats += [mean, rstd]
+            w = W[:, col:col + G]
+            r = r.view(G, -1)
+            out = torch.mm(w, r) if out is None else out.addmm_(w, r)
+            col += G
+        ctx.save_for_backward(W, *parts, *stats)
+        ctx.conf = (kinds, C, split, len(parts))
+        return out
+
+    @staticmethod
+    def backward(ctx, gc):
+        kinds, C, split, n_parts = ctx.conf
+        W, *rest = ctx.saved_tensors
+        parts, stats = rest[:n_parts], rest[n_parts:]
+        N = parts[0].shape[1]
+        groups = _stat_groups(split, N)
+        want_x = ctx.needs_input_grad[4:]
+        g_all = torch.mm(W.t(), gc) if any(want_x) else None
+        grad_W = gc.new_zeros(W.shape) if ctx.needs_input_grad[0] else None
+        grads, col, s = [], 0, 0
+        for kind, x, want in zip(kinds, parts, want_x):
+            G = x.shape[0] // C
+            x2d = x.view(x.shape[0], -1)
+            grad_x = None
+            if kind == LINEAR:
+                if grad_W is not None:
+                    grad_W[:, col:col + G] = _valid_gram(gc, x2d.view(G, -1), C, N, split)
+                if want:
+                    grad_x = g_all[col:col + G].view_as(x)
+            else:
+                mean, rstd = stats[s], stats[s + 1]
+                s += 2
+                y = _bn_normalised(x2d, mean, rstd, groups)
+                r = y.clamp_min(0) if kind == BN_RELU else y
+                if grad_W is not None:
+                    grad_W[:, col:col + G] = _valid_gram(gc, r.view(G, -1), C, N, split)
+                if want:
+                    g = g_all[col:col + G].view_as(x2d)
+                    if kind == BN_RELU:
+                        g = torch.ops.aten.threshold_backward(g, y, 0)
+                    grad_x = _bn_backward(g, x2d, mean, rstd, groups).view_as(x)
+            grads.append(grad_x)
+            col += G
+        return (grad_W, None, None, None, *grads)
+
+
+def mix_state(W: torch.Tensor, parts: list[tuple[str, torch.Tensor]], C: int,
+              split: int | None = None) -> torch.Tensor:
+    """``sum_k W[:, cols_k] @ f_k(x_k)`` over ``parts`` = [(kind, x_k (G_k*C, N, L)), ...] -> (E, C*N*L).
+
+    ``kind`` is ``BN_RELU``, ``BN`` or ``LINEAR``; W has one column per candidate
+    (sum of G_k). See :class:`_StateMix`.
+    """
+    kinds = tuple(k for k, _ in parts)
+    return _StateMix.apply(W, kinds, C, split, *(x for _, x in parts))

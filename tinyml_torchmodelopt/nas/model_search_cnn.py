@@ -36,7 +36,8 @@ from torch import nn
 
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN
 from .model import make_classifier, make_preprocess, make_stem, reduction_layers
-from .fused_ops import bn_relu_mix, conv_bn_relu_cnl, conv_cnl
+from .fused_ops import (BN, BN_RELU, LINEAR, conv_bn_relu_cnl, conv_cnl, linear_split, mix_state,
+                        pool3_cnl)
 from .expected_cost import cost_tables, expected_edge_cost, extreme_cost, node_offsets, num_edges
 from .operations import CONV_KERNELS, OPS, check_primitives
 
@@ -140,8 +141,8 @@ class FusedStateConv(nn.Module):
                 blocks.append((g * C, (g + 1) * C, k))
         self.blocks = tuple(blocks)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv_cnl(x, self.weight, self.blocks, self.stride, self.kmax // 2)
+    def forward(self, x: torch.Tensor, split: int | None = None) -> torch.Tensor:
+        return conv_cnl(x, self.weight, self.blocks, self.stride, self.kmax // 2, split)
 
     def group_weight(self, g: int) -> torch.Tensor:
         """Weight of candidate group g with its real kernel size (for the naive path)."""
@@ -185,39 +186,33 @@ class SearchCell(nn.Module):
             self.generic.append(nn.ModuleList(
                 OPS[name](C, plan.stride, False) for name in plan.generic for _ in range(plan.n_edges)))
 
-    def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: list[torch.Tensor]) -> torch.Tensor:
-        """Fast path on (C, N, L) tensors; ``mixing[j]`` is the (edges x candidates) matrix of s_j."""
-        states = [conv_bn_relu_cnl(self.preprocess0, s0), conv_bn_relu_cnl(self.preprocess1, s1)]
+    def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: list[torch.Tensor],
+                split: int | None = None) -> torch.Tensor:
+        """Fast path on (C, N, L) tensors; ``mixing[j]`` is the (edges x candidates) matrix of s_j.
+
+        ``split``: joint [train; valid] pass (see :mod:`.fused_ops`).
+        """
+        states = [conv_bn_relu_cnl(self.preprocess0, s0, split), conv_bn_relu_cnl(self.preprocess1, s1, split)]
         partial: list[list[torch.Tensor]] = [[] for _ in range(self.steps)]
         C = self.C
         for plan, fused, generic, W in zip(self.plans, self.fused, self.generic, mixing):
             x = states[plan.j]
-            # contrib (edges, C*N*L_out) = sum over candidate blocks of W[:, block] @ block;
-            # no concatenated copy of the candidates is made (saves memory and time)
-            W = W.view(plan.n_edges, -1)
             parts = []
-            contrib, col = None, 0
-            if plan.n_fused:  # conv candidates: fused BN + ReLU + mixing (see fused_ops.bn_relu_mix)
-                y = fused(x)
-                n_conv = plan.n_conv * plan.n_edges
+            if plan.n_fused:  # conv candidates (BN + ReLU) and factorized reduce (BN) in one conv
+                y = fused(x, split)
+                n_conv = plan.n_conv * plan.n_edges * C
                 if n_conv:
-                    contrib = bn_relu_mix(y[:n_conv * C].reshape(n_conv * C, -1), W[:, :n_conv], True)
-                col = n_conv
-                if plan.fused_fr:  # factorized reduce: BN without ReLU
-                    fr = bn_relu_mix(y[n_conv * C:].reshape(plan.n_edges * C, -1),
-                                          W[:, n_conv:n_conv + plan.n_edges], False)
-                    contrib = fr if contrib is None else contrib + fr
-                    col += plan.n_edges
+                    parts.append((BN_RELU, y[:n_conv]))
+                if plan.fused_fr:
+                    parts.append((BN, y[n_conv:]))
             if len(generic):
+                if split is not None:
+                    raise ValueError("joint passes support only the fused primitives")
                 xt = x.transpose(0, 1)
-                for op in generic:
-                    parts.append(op(xt).transpose(0, 1).reshape(1, -1))
-            for name in plan.shared:
-                parts.append(_shared_op(name, x, plan.stride).reshape(1, -1))
-            for part in parts:
-                w_part = W[:, col:col + part.shape[0]]
-                col += part.shape[0]
-                contrib = torch.mm(w_part, part) if contrib is None else torch.addmm(contrib, w_part, part)
+                parts += [(LINEAR, op(xt).transpose(0, 1).contiguous()) for op in generic]
+            parts += [(LINEAR, x if name == 'skip_connect' else pool3_cnl(x, name[:3], plan.stride))
+                      for name in plan.shared]
+            contrib = mix_state(W.view(plan.n_edges, -1), parts, C, split)
             for e, piece in enumerate(contrib.unbind(0)):
                 partial[plan.first_target + e].append(piece)
             if plan.j >= 1:  # node t = j-1 has inputs 0..j: all processed now
@@ -332,8 +327,12 @@ class SearchNetwork(nn.Module):
         dense = w.new_zeros(sum(sizes)).index_put((dst,), w.flatten()[src])
         return list(dense.split(sizes))
 
-    def forward(self, x: torch.Tensor, naive: bool = False) -> torch.Tensor:
-        """Logits (N, num_classes) for x of shape (N, C, L) or (N, C, L, 1)."""
+    def forward(self, x: torch.Tensor, naive: bool = False, split: int | None = None) -> torch.Tensor:
+        """Logits (N, num_classes) for x of shape (N, C, L) or (N, C, L, 1).
+
+        ``split``: x is a joint batch [train; valid] with ``split`` train samples
+        (see :meth:`joint_losses`).
+        """
         if naive:
             s0 = s1 = self.stem(x)
             wn, wr = F.softmax(self.alphas_normal, -1), F.softmax(self.alphas_reduce, -1)
@@ -341,11 +340,30 @@ class SearchNetwork(nn.Module):
                 s0, s1 = s1, cell.forward_naive(s0, s1, wr if cell.reduction else wn)
             return self.classifier(s1)
         x = x.flatten(2).transpose(0, 1).contiguous()  # (C, N, L)
-        s0 = s1 = conv_bn_relu_cnl(self.stem, x)
+        s0 = s1 = conv_bn_relu_cnl(self.stem, x, split)
         mix = {'normal': self._mixing('normal'), 'reduce': self._mixing('reduce')}
         for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1, mix['reduce' if cell.reduction else 'normal'])
-        return self.classifier[2](s1.mean(-1).t())  # global average pool + linear
+            s0, s1 = s1, cell(s0, s1, mix['reduce' if cell.reduction else 'normal'], split)
+        return linear_split(s1.mean(-1).t(), self.classifier[2], split)  # global average pool + linear
+
+    @property
+    def supports_joint(self) -> bool:
+        """True when every candidate is fused (no per-edge modules): :meth:`joint_losses` works."""
+        return not any(len(g) for cell in self.cells for g in cell.generic)
+
+    def joint_losses(self, x_train, y_train, x_valid, y_valid) -> tuple[torch.Tensor, torch.Tensor]:
+        """(train loss, valid loss) from ONE pass over the batch [train; valid] of equal halves.
+
+        Batch norm keeps separate statistics per half, so each loss equals the one
+        a separate pass would give; the weights receive gradients from the train
+        loss only and the alphas from the valid loss only (:mod:`.fused_ops`), so
+        ``grad(train + valid)`` yields both first-order DARTS gradients at once.
+        ``last_logits`` holds the train logits, ``last_valid_logits`` the valid ones.
+        """
+        n = len(x_train)
+        logits = self(torch.cat([x_train, x_valid]), split=n)
+        self.last_logits, self.last_valid_logits = logits[:n].detach(), logits[n:].detach()
+        return F.cross_entropy(logits[:n], y_train), F.cross_entropy(logits[n:], y_valid)
 
     # -- derivation -------------------------------------------------------------
     def genotype(self, alphas_normal: torch.Tensor | None = None,

@@ -22,7 +22,7 @@ from .genotypes import PRIMITIVES_CNN, Genotype_CNN, genotype_from_dict, genotyp
 from .model import NetworkCnn
 from .model_search_cnn import SearchNetwork
 from .operations import PARAMETER_FREE
-from .utils import BatchSource, accuracy, load_checkpoint, save_checkpoint
+from .utils import BatchSource, SampleStream, accuracy, load_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class SearchSettings:
     arch_learning_rate: float = 3e-4
     arch_weight_decay: float = 1e-3
     unrolled: bool = False
+    joint_passes: bool = True  # first-order: one pass over [train; valid] per iteration (see Architect.joint_step)
     optimization_mode: Optional[str] = None  # None | 'Memory' | 'Compute'
     penalty_weight: float = 0.5  # weight of the normalised cost penalty (scale-free)
     target_params: Optional[int] = None  # budget mode (Memory): adapt the weight to land here
@@ -224,27 +225,34 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
 def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target) -> dict:
     model.train()
     sums = dict(train_loss=0.0, train_correct=0, train_n=0, valid_loss=0.0, valid_correct=0, valid_n=0)
-    valid_iter = valid.batches(gen)
     weights = model.weights()
+    joint = (settings.joint_passes and not settings.unrolled and getattr(model, 'supports_joint', False))
+    stream = SampleStream(valid, gen) if valid.in_memory else None
+    valid_iter = None if stream else valid.batches(gen)
     for x, y in train.batches(gen):
-        try:
-            xv, yv = next(valid_iter)
-        except StopIteration:
-            valid_iter = valid.batches(gen)
-            xv, yv = next(valid_iter)
-        vloss = architect.step(x, y, xv, yv, lr, w_opt)
-        sums['valid_loss'] += float(vloss) * len(yv)
-        sums['valid_correct'] += accuracy(model.last_logits, yv)
-        sums['valid_n'] += len(yv)
-        loss = model.loss(x, y)
-        grads = torch.autograd.grad(loss, weights)
-        for w, g in zip(weights, grads):
+        if stream is not None:
+            xv, yv = stream.take(len(x))
+        else:
+            xv, yv = next(valid_iter, (None, None))
+            if xv is None:
+                valid_iter = valid.batches(gen)
+                xv, yv = next(valid_iter)
+        if settings.unrolled:
+            step = architect.unrolled_step(x, y, xv, yv, lr, w_opt)
+        elif joint and len(xv) == len(x):
+            step = architect.joint_step(x, y, xv, yv)
+        else:
+            step = architect.alternating_step(x, y, xv, yv, lr, w_opt)
+        for w, g in zip(weights, step.weight_grads):
             w.grad = g
         if settings.grad_clip:
             torch.nn.utils.clip_grad_norm_(weights, settings.grad_clip, foreach=True)
         w_opt.step()
-        sums['train_loss'] += float(loss.detach()) * len(y)
-        sums['train_correct'] += accuracy(model.last_logits, y)
+        sums['valid_loss'] += float(step.valid_loss) * len(yv)
+        sums['valid_correct'] += accuracy(step.valid_logits, yv)
+        sums['valid_n'] += len(yv)
+        sums['train_loss'] += float(step.train_loss) * len(y)
+        sums['train_correct'] += accuracy(step.train_logits, y)
         sums['train_n'] += len(y)
     tn, vn = max(1, sums['train_n']), max(1, sums['valid_n'])
     return dict(train_loss=sums['train_loss'] / tn, train_acc=sums['train_correct'] / tn,

@@ -89,6 +89,33 @@ class BatchSource:
                 yield self.x[idx], self.y[idx]
 
 
+class SampleStream:
+    """Endless shuffled passes over an in-memory :class:`BatchSource`; ``take(n)`` gives the next n samples.
+
+    The search draws each validation batch with the size of the training batch
+    it is paired with (a joint pass needs equal halves); a new permutation is
+    drawn from ``generator`` whenever a pass is used up.
+    """
+
+    def __init__(self, source: BatchSource, generator: torch.Generator):
+        if not source.in_memory:
+            raise ValueError("SampleStream needs an in-memory BatchSource")
+        self.source, self.generator = source, generator
+        self.order, self.pos = None, 0
+
+    def take(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pieces = []
+        while n > 0:
+            if self.order is None or self.pos == len(self.order):
+                self.order = torch.randperm(len(self.source.x), generator=self.generator).to(self.source.device)
+                self.pos = 0
+            k = min(n, len(self.order) - self.pos)
+            pieces.append(self.order[self.pos:self.pos + k])
+            self.pos, n = self.pos + k, n - k
+        idx = torch.cat(pieces)
+        return self.source.x[idx], self.source.y[idx]
+
+
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> int:
     """Number of correct top-1 predictions."""
     return int((logits.argmax(-1) == y).sum())
