@@ -239,16 +239,16 @@ def test_joint_pass_equals_separate_passes(reduction_first):
 @pytest.mark.parametrize('kind', ['max', 'avg'])
 @pytest.mark.parametrize('stride,length', [(1, 7), (2, 7), (2, 8), (1, 2)])
 def test_pool3_matches_torch_pools(kind, stride, length):
-    from tinyml_torchmodelopt.nas.fused_ops import pool3_cnl
+    from tinyml_torchmodelopt.nas.fused_ops import pool3_backward, pool3_forward
     import torch.nn.functional as F
     g = torch.Generator().manual_seed(0)
     x = torch.randint(-2, 3, (3, 4, length), generator=g).double().requires_grad_()  # many ties
     ref = (F.max_pool1d(x, 3, stride, 1) if kind == 'max'
            else F.avg_pool1d(x, 3, stride, 1, count_include_pad=False))
-    out = pool3_cnl(x, kind, stride)
+    out = pool3_forward(x.detach(), kind, stride)
     assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-12)
     w = torch.randn(ref.shape, generator=g, dtype=torch.float64)
-    assert torch.allclose(torch.autograd.grad((out * w).sum(), x)[0], torch.autograd.grad((ref * w).sum(), x)[0])
+    assert torch.allclose(pool3_backward(w, x.detach(), out, kind, stride), torch.autograd.grad((ref * w).sum(), x)[0])
 
 
 def test_search_modes_run_and_report_validation_metrics():
@@ -265,3 +265,15 @@ def test_unrolled_step_reuses_the_virtual_step_weight_gradient():
     step = Architect(net, unrolled=True).unrolled_step(xt, yt, xv, yv, 0.05)
     for got, want in zip(step.weight_grads, ref):
         assert torch.allclose(got, want, atol=1e-12)
+
+
+def test_joint_passes_are_chosen_by_activation_size():
+    from tinyml_torchmodelopt.nas.train_cnn_search import _use_joint_passes
+    from tinyml_torchmodelopt.nas.utils import BatchSource
+    train, _ = toy_loaders(n=32, batch=16)
+    source = BatchSource(train, torch.device('cpu'))
+    net = SearchNetwork(2, 3, 3, nodes_per_layer=3, multiplier=3)
+    assert _use_joint_passes(net, _settings(), source)  # tiny supernet: one joint pass
+    assert not _use_joint_passes(net, _settings(joint_max_bytes=1024), source)  # over the memory bound
+    assert _use_joint_passes(net, _settings(joint_max_bytes=1024, joint_passes=True), source)
+    assert not _use_joint_passes(net, _settings(unrolled=True, joint_passes=True), source)

@@ -57,6 +57,52 @@ def _train_columns(t: torch.Tensor, split: int | None, n: int) -> torch.Tensor:
     return t if split is None else t[:, :split * (t.shape[1] // n)]
 
 
+def _conv_forward(x, weight, blocks, stride: int, padding: int):
+    """(C, N, L) -> (C_out, N*L_out) and the per-block weight matrices (see :class:`_ConvCNL`)."""
+    Co, C, kmax = weight.shape
+    cols = _patches(x, kmax, stride, padding)
+    out = cols.new_empty(Co, cols.shape[1])
+    wks = []
+    for r0, r1, k in blocks:
+        lo = kmax // 2 - k // 2
+        wk = weight[r0:r1, :, lo:lo + k].permute(0, 2, 1).reshape(r1 - r0, k * C)
+        torch.mm(wk, cols[lo * C:(lo + k) * C], out=out[r0:r1])
+        wks.append(wk)
+    return out, wks
+
+
+def _conv_backward(g, x, wks, weight_shape, blocks, stride: int, padding: int, split,
+                   want_x: bool, want_w: bool):
+    """Gradients of :func:`_conv_forward` for g (C_out, N*L_out); grad_w from the first ``split`` samples."""
+    s, p = stride, padding
+    C, N, L = x.shape
+    Co, _, kmax = weight_shape
+    Lo = g.shape[1] // N
+    grad_x = grad_w = None
+    if want_x:
+        gcols = g.new_zeros(kmax * C, N * Lo)
+        for (r0, r1, k), wk in zip(blocks, wks):
+            lo = kmax // 2 - k // 2
+            gcols[lo * C:(lo + k) * C].addmm_(wk.t(), g[r0:r1])
+        if kmax == 1 and p == 0 and s == 1:
+            grad_x = gcols.view(C, N, L)
+        else:
+            gcols = gcols.view(kmax, C, N, Lo)
+            gxp = g.new_zeros(C, N, L + 2 * p)
+            for t in range(kmax):
+                gxp[:, :, t:t + s * (Lo - 1) + 1:s] += gcols[t]
+            grad_x = gxp[:, :, p:p + L]
+    if want_w:
+        cols = _patches(x if split is None else x[:, :split], kmax, s, p)
+        g = _train_columns(g, split, N)
+        grad_w = g.new_zeros(Co, C, kmax)
+        for r0, r1, k in blocks:
+            lo = kmax // 2 - k // 2
+            gk = torch.mm(g[r0:r1], cols[lo * C:(lo + k) * C].t())  # (rows, k*C)
+            grad_w[r0:r1, :, lo:lo + k] = gk.view(r1 - r0, k, C).permute(0, 2, 1)
+    return grad_x, grad_w
+
+
 class _ConvCNL(torch.autograd.Function):
     """Conv1d without bias on (C, N, L) tensors as im2col + matmuls (fwd and bwd).
 
@@ -71,47 +117,18 @@ class _ConvCNL(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, blocks, stride: int, padding: int, split):
-        Co, C, kmax = weight.shape
-        cols = _patches(x, kmax, stride, padding)
-        out = cols.new_empty(Co, cols.shape[1])
-        wks = []
-        for r0, r1, k in blocks:
-            lo = kmax // 2 - k // 2
-            wk = weight[r0:r1, :, lo:lo + k].permute(0, 2, 1).reshape(r1 - r0, k * C)
-            torch.mm(wk, cols[lo * C:(lo + k) * C], out=out[r0:r1])
-            wks.append(wk)
+        out, wks = _conv_forward(x, weight, blocks, stride, padding)
         ctx.save_for_backward(x, *wks)  # patches are recomputed in backward: less memory
-        ctx.conf = (stride, padding, x.shape, weight.shape, blocks, split)
-        return out.view(Co, x.shape[1], -1)
+        ctx.conf = (stride, padding, weight.shape, blocks, split)
+        return out.view(out.shape[0], x.shape[1], -1)
 
     @staticmethod
     def backward(ctx, grad_out):
         x, *wks = ctx.saved_tensors
-        s, p, (C, N, L), (Co, _, kmax), blocks, split = ctx.conf
-        Lo = grad_out.shape[-1]
-        g = grad_out.reshape(Co, N * Lo)
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            gcols = g.new_zeros(kmax * C, N * Lo)
-            for (r0, r1, k), wk in zip(blocks, wks):
-                lo = kmax // 2 - k // 2
-                gcols[lo * C:(lo + k) * C].addmm_(wk.t(), g[r0:r1])
-            if kmax == 1 and p == 0 and s == 1:
-                grad_x = gcols.view(C, N, L)
-            else:
-                gcols = gcols.view(kmax, C, N, Lo)
-                gxp = g.new_zeros(C, N, L + 2 * p)
-                for t in range(kmax):
-                    gxp[:, :, t:t + s * (Lo - 1) + 1:s] += gcols[t]
-                grad_x = gxp[:, :, p:p + L]
-        if ctx.needs_input_grad[1]:
-            cols = _patches(x if split is None else x[:, :split], kmax, s, p)
-            g = _train_columns(g, split, N)
-            grad_w = g.new_zeros(Co, C, kmax)
-            for r0, r1, k in blocks:
-                lo = kmax // 2 - k // 2
-                gk = torch.mm(g[r0:r1], cols[lo * C:(lo + k) * C].t())  # (rows, k*C)
-                grad_w[r0:r1, :, lo:lo + k] = gk.view(r1 - r0, k, C).permute(0, 2, 1)
+        stride, padding, weight_shape, blocks, split = ctx.conf
+        g = grad_out.reshape(grad_out.shape[0], -1)
+        grad_x, grad_w = _conv_backward(g, x, wks, weight_shape, blocks, stride, padding, split,
+                                        ctx.needs_input_grad[0], ctx.needs_input_grad[1])
         return grad_x, grad_w, None, None, None, None
 
 
@@ -194,8 +211,8 @@ def linear_split(x: torch.Tensor, linear: nn.Linear, split: int | None = None) -
 
 # -- 3-tap pools --------------------------------------------------------------------
 # PyTorch's CPU max pool is fast only without indices and its average pool is
-# slow on (C, N, L) rows of a few hundred samples; both are three shifted
-# slices of the padded input here, forward and backward.
+# slow on (C, N, L) rows of a few hundred samples; here the backward passes (and
+# the average pool) are three shifted slices of the padded input.
 
 def _pool_taps(xp: torch.Tensor, stride: int, L_out: int):
     span = stride * (L_out - 1) + 1
@@ -215,55 +232,36 @@ def _window_count(L: int, stride: int, like: torch.Tensor) -> torch.Tensor:
     return _WINDOW_COUNT[key]
 
 
-class _Pool3(torch.autograd.Function):
-    """3-tap max or average pool (padding 1, stride 1 or 2) on the last axis.
-
-    Max: the gradient goes to the first maximum of each window (as PyTorch).
-    Average: count_include_pad=False.
-    """
-
-    @staticmethod
-    def forward(ctx, x, kind: str, stride: int):
-        L = x.shape[-1]
-        if kind == 'max':
-            out = F.max_pool1d(x, 3, stride, 1)
-            ctx.save_for_backward(x, out)
-        else:
-            a, b, c = _pool_taps(F.pad(x, (1, 1)), stride, (L - 1) // stride + 1)
-            out = torch.add(a, b).add_(c).div_(_window_count(L, stride, x))
-        ctx.conf = (kind, stride, x.shape)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        kind, stride, shape = ctx.conf
-        L, L_out = shape[-1], g.shape[-1]
-        gxp = g.new_zeros(*shape[:-1], L + 2)
-        slots = _pool_taps(gxp, stride, L_out)
-        if kind == 'max':
-            x, out = ctx.saved_tensors
-            a, b, _ = _pool_taps(F.pad(x, (1, 1), value=float('-inf')), stride, L_out)
-            first = a == out
-            ga = torch.where(first, g, 0.0)
-            gb = torch.where((b == out) & ~first, g, 0.0)
-            slots[0].add_(ga)
-            slots[1].add_(gb)
-            slots[2].add_(g - ga - gb)
-        else:
-            gi = g / _window_count(L, stride, g)
-            for slot in slots:
-                slot.add_(gi)
-        return gxp[..., 1:L + 1], None, None
+def pool3_forward(x: torch.Tensor, kind: str, stride: int) -> torch.Tensor:
+    """3-tap ``'max'`` or ``'avg'`` pool (padding 1, count_include_pad=False) on the last axis."""
+    if kind == 'max':
+        return F.max_pool1d(x, 3, stride, 1)
+    L = x.shape[-1]
+    a, b, c = _pool_taps(F.pad(x, (1, 1)), stride, (L - 1) // stride + 1)
+    return torch.add(a, b).add_(c).div_(_window_count(L, stride, x))
 
 
-def pool3_cnl(x: torch.Tensor, kind: str, stride: int) -> torch.Tensor:
-    """``max_pool1d`` / ``avg_pool1d(count_include_pad=False)``, kernel 3, padding 1, on the last axis."""
-    return _Pool3.apply(x, kind, stride)
+def pool3_backward(g: torch.Tensor, x: torch.Tensor, out: torch.Tensor, kind: str, stride: int) -> torch.Tensor:
+    """Gradient of :func:`pool3_forward` w.r.t. x (max: to the first maximum of each window, as PyTorch)."""
+    L, L_out = x.shape[-1], g.shape[-1]
+    gxp = g.new_zeros(*x.shape[:-1], L + 2)
+    slots = _pool_taps(gxp, stride, L_out)
+    if kind == 'max':
+        a, b, _ = _pool_taps(F.pad(x, (1, 1), value=float('-inf')), stride, L_out)
+        first = a == out
+        ga = torch.where(first, g, 0.0)
+        gb = torch.where((b == out) & ~first, g, 0.0)
+        slots[0].add_(ga)
+        slots[1].add_(gb)
+        slots[2].add_(g - ga - gb)
+    else:
+        gi = g / _window_count(L, stride, g)
+        for slot in slots:
+            slot.add_(gi)
+    return gxp[..., 1:L + 1]
 
 
 # -- mixing -----------------------------------------------------------------------
-
-BN_RELU, BN, LINEAR = 'bn_relu', 'bn', 'linear'
 
 
 def _valid_gram(gc: torch.Tensor, r: torch.Tensor, C: int, N: int, split: int | None) -> torch.Tensor:
@@ -276,81 +274,112 @@ def _valid_gram(gc: torch.Tensor, r: torch.Tensor, C: int, N: int, split: int | 
     return torch.bmm(a, b.transpose(1, 2)).sum(0)
 
 
-class _StateMix(torch.autograd.Function):
-    """contrib (E, C*N*L) = sum_k W[:, cols_k] @ f_k(x_k): all candidates of one cell state.
+class _StateBlock(torch.autograd.Function):
+    """Every candidate of every outgoing edge of one cell state, mixed: ONE autograd node.
 
-    Each part x_k is a (G_k*C, N, L) block of G_k candidates; f_k is
-    ``relu(batchnorm(.))`` (conv candidates), ``batchnorm(.)`` (factorized
-    reduce) or the identity (skip, pools). Batch norm has no affine terms (search
-    BN). One autograd node per state; only the parts are saved (normalised and
-    ReLU outputs are recomputed in backward). In a joint pass the gradient of
-    W uses only the valid samples and BN keeps per-half statistics.
+    contrib (E, C*N*L_out) = W @ [relu(bn(conv_k(x))) for the conv candidates;
+    bn(conv_1x1/2(x)) for the factorized reduce; extras (per-edge modules);
+    x / max_pool(x) / avg_pool(x) (shared by all edges)], in the column order of
+    W. The conv rows are one fused conv (:func:`_conv_forward`). Batch norm has
+    no affine terms (search BN). Only x, the weights and the BN statistics are
+    saved: the conv output, the largest activation of the supernet, is
+    recomputed in backward (one extra forward conv for much less memory).
+    In a joint pass the conv weights learn from the train half only, W from the
+    valid half only, and BN keeps per-half statistics.
     """
 
     @staticmethod
-    def forward(ctx, W, kinds, C: int, split, *parts):
-        N = parts[0].shape[1]
+    def forward(ctx, x, weight, W, conf, split, *extras):
+        blocks, stride, n_bn_relu, n_bn, shared, C = conf
+        N = x.shape[1]
         groups = _stat_groups(split, N)
         out, col, stats = None, 0, []
-        for kind, x in zip(kinds, parts):
-            G = x.shape[0] // C
-            r = x.view(x.shape[0], -1)
-            if kind != LINEAR:
-                r, mean, rstd = _bn_forward(r, groups)
-                if kind == BN_RELU:
-                    r = r.clamp_min_(0)
-                stats += [mean, rstd]
-            w = W[:, col:col + G]
-            r = r.view(G, -1)
+
+        def add(w, r):
+            nonlocal out
             out = torch.mm(w, r) if out is None else out.addmm_(w, r)
-            col += G
-        ctx.save_for_backward(W, *parts, *stats)
-        ctx.conf = (kinds, C, split, len(parts))
+
+        if weight is not None:
+            y, _ = _conv_forward(x, weight, blocks, stride, weight.shape[2] // 2)
+            for rows, relu in ((slice(0, n_bn_relu), True), (slice(n_bn_relu, n_bn_relu + n_bn), False)):
+                if rows.stop == rows.start:
+                    continue
+                r, mean, rstd = _bn_forward(y[rows], groups)
+                stats += [mean, rstd]
+                G = (rows.stop - rows.start) // C
+                add(W[:, col:col + G], (r.clamp_min_(0) if relu else r).view(G, -1))
+                col += G
+        for e in extras:
+            add(W[:, col:col + 1], e.reshape(1, -1))
+            col += 1
+        for kind in shared:
+            add(W[:, col:col + 1], (x if kind == 'skip' else pool3_forward(x, kind, stride)).reshape(1, -1))
+            col += 1
+        ctx.save_for_backward(x, weight, W, *stats, *extras)
+        ctx.conf, ctx.split, ctx.n_stats = conf, split, len(stats)
         return out
 
     @staticmethod
     def backward(ctx, gc):
-        kinds, C, split, n_parts = ctx.conf
-        W, *rest = ctx.saved_tensors
-        parts, stats = rest[:n_parts], rest[n_parts:]
-        N = parts[0].shape[1]
+        blocks, stride, n_bn_relu, n_bn, shared, C = ctx.conf
+        split = ctx.split
+        x, weight, W, *rest = ctx.saved_tensors
+        stats, extras = rest[:ctx.n_stats], rest[ctx.n_stats:]
+        N = x.shape[1]
         groups = _stat_groups(split, N)
-        want_x = ctx.needs_input_grad[4:]
-        g_all = torch.mm(W.t(), gc) if any(want_x) else None
-        grad_W = gc.new_zeros(W.shape) if ctx.needs_input_grad[0] else None
-        grads, col, s = [], 0, 0
-        for kind, x, want in zip(kinds, parts, want_x):
-            G = x.shape[0] // C
-            x2d = x.view(x.shape[0], -1)
-            grad_x = None
-            if kind == LINEAR:
-                if grad_W is not None:
-                    grad_W[:, col:col + G] = _valid_gram(gc, x2d.view(G, -1), C, N, split)
-                if want:
-                    grad_x = g_all[col:col + G].view_as(x)
-            else:
+        want_x, want_w, want_W = ctx.needs_input_grad[:3]
+        g_all = torch.mm(W.t(), gc)  # (candidates, C*N*L_out)
+        cand = torch.empty_like(g_all) if want_W else None  # the candidates, rebuilt for grad W
+        grad_x = grad_weight = None
+        col = 0
+        if weight is not None:
+            y, wks = _conv_forward(x, weight, blocks, stride, weight.shape[2] // 2)
+            gy = torch.empty_like(y)
+            s = 0
+            for rows, relu in ((slice(0, n_bn_relu), True), (slice(n_bn_relu, n_bn_relu + n_bn), False)):
+                if rows.stop == rows.start:
+                    continue
                 mean, rstd = stats[s], stats[s + 1]
                 s += 2
-                y = _bn_normalised(x2d, mean, rstd, groups)
-                r = y.clamp_min(0) if kind == BN_RELU else y
-                if grad_W is not None:
-                    grad_W[:, col:col + G] = _valid_gram(gc, r.view(G, -1), C, N, split)
-                if want:
-                    g = g_all[col:col + G].view_as(x2d)
-                    if kind == BN_RELU:
-                        g = torch.ops.aten.threshold_backward(g, y, 0)
-                    grad_x = _bn_backward(g, x2d, mean, rstd, groups).view_as(x)
-            grads.append(grad_x)
-            col += G
-        return (grad_W, None, None, None, *grads)
+                G = (rows.stop - rows.start) // C
+                r = _bn_normalised(y[rows], mean, rstd, groups)
+                if relu:
+                    r = r.clamp_min_(0)  # relu(y) > 0 exactly where y > 0: enough for the ReLU backward
+                if want_W:
+                    cand[col:col + G] = r.view(G, -1)
+                g = g_all[col:col + G].view_as(r)
+                if relu:
+                    g = torch.ops.aten.threshold_backward(g, r, 0)
+                gy[rows] = _bn_backward(g, y[rows], mean, rstd, groups)
+                col += G
+            grad_x, grad_weight = _conv_backward(gy, x, wks, weight.shape, blocks, stride, weight.shape[2] // 2,
+                                                 split, want_x, want_w)
+        grad_extras = []
+        for e in extras:
+            if want_W:
+                cand[col] = e.reshape(-1)
+            grad_extras.append(g_all[col].view_as(e))
+            col += 1
+        for kind in shared:
+            out = x if kind == 'skip' else pool3_forward(x, kind, stride)
+            if want_W:
+                cand[col] = out.reshape(-1)
+            if want_x:
+                g = g_all[col].view_as(out)
+                g = g if kind == 'skip' else pool3_backward(g, x, out, kind, stride)
+                grad_x = g.clone() if grad_x is None else grad_x.add_(g)
+            col += 1
+        grad_W = _valid_gram(gc, cand, C, N, split) if want_W else None
+        return (grad_x, grad_weight, grad_W, None, None, *grad_extras)
 
 
-def mix_state(W: torch.Tensor, parts: list[tuple[str, torch.Tensor]], C: int,
-              split: int | None = None) -> torch.Tensor:
-    """``sum_k W[:, cols_k] @ f_k(x_k)`` over ``parts`` = [(kind, x_k (G_k*C, N, L)), ...] -> (E, C*N*L).
+def state_block(x: torch.Tensor, weight: torch.Tensor | None, W: torch.Tensor, blocks, stride: int,
+                n_bn_relu: int, n_bn: int, shared: tuple[str, ...], extras=(), split: int | None = None):
+    """Mixed outputs (E, C*N*L_out) of all outgoing edges of the state x (C, N, L); see :class:`_StateBlock`.
 
-    ``kind`` is ``BN_RELU``, ``BN`` or ``LINEAR``; W has one column per candidate
-    (sum of G_k). See :class:`_StateMix`.
+    weight: fused conv weight (rows: ``n_bn_relu`` conv-candidate rows, then
+    ``n_bn`` factorized-reduce rows) or None; extras: (C, N, L_out) outputs of
+    per-edge modules; shared: ``'skip'``, ``'max'``, ``'avg'`` (W's last columns).
     """
-    kinds = tuple(k for k, _ in parts)
-    return _StateMix.apply(W, kinds, C, split, *(x for _, x in parts))
+    conf = (tuple(blocks), stride, n_bn_relu, n_bn, tuple(shared), x.shape[0])
+    return _StateBlock.apply(x, weight, W, conf, split, *extras)

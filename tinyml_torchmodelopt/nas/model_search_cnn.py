@@ -36,8 +36,7 @@ from torch import nn
 
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN
 from .model import make_classifier, make_preprocess, make_stem, reduction_layers
-from .fused_ops import (BN, BN_RELU, LINEAR, conv_bn_relu_cnl, conv_cnl, linear_split, mix_state,
-                        pool3_cnl)
+from .fused_ops import conv_bn_relu_cnl, linear_split, state_block
 from .expected_cost import cost_tables, expected_edge_cost, extreme_cost, node_offsets, num_edges
 from .operations import CONV_KERNELS, OPS, check_primitives
 
@@ -117,7 +116,10 @@ def _mixing_index(primitives: list[str], steps: int, plans: list[_StatePlan]):
 
 
 class FusedStateConv(nn.Module):
-    """All conv candidates of one source state as one conv (kernel sizes as channel blocks)."""
+    """Weight of all conv candidates of one source state as one conv (kernel sizes as channel blocks).
+
+    Evaluated by :func:`.fused_ops.state_block` (``weight``, ``blocks``).
+    """
 
     def __init__(self, C: int, plan: _StatePlan, kernels: list[int]):
         super().__init__()
@@ -141,14 +143,14 @@ class FusedStateConv(nn.Module):
                 blocks.append((g * C, (g + 1) * C, k))
         self.blocks = tuple(blocks)
 
-    def forward(self, x: torch.Tensor, split: int | None = None) -> torch.Tensor:
-        return conv_cnl(x, self.weight, self.blocks, self.stride, self.kmax // 2, split)
-
     def group_weight(self, g: int) -> torch.Tensor:
         """Weight of candidate group g with its real kernel size (for the naive path)."""
         k = self.groups[g]
         lo = self.kmax // 2 - k // 2
         return self.weight[g * self.C:(g + 1) * self.C, :, lo:lo + k]
+
+
+_SHARED_KIND = {'skip_connect': 'skip', 'max_pool_3x1': 'max', 'avg_pool_3x1': 'avg'}
 
 
 def _bn(x: torch.Tensor) -> torch.Tensor:
@@ -197,22 +199,17 @@ class SearchCell(nn.Module):
         C = self.C
         for plan, fused, generic, W in zip(self.plans, self.fused, self.generic, mixing):
             x = states[plan.j]
-            parts = []
-            if plan.n_fused:  # conv candidates (BN + ReLU) and factorized reduce (BN) in one conv
-                y = fused(x, split)
-                n_conv = plan.n_conv * plan.n_edges * C
-                if n_conv:
-                    parts.append((BN_RELU, y[:n_conv]))
-                if plan.fused_fr:
-                    parts.append((BN, y[n_conv:]))
+            extras = []
             if len(generic):
                 if split is not None:
                     raise ValueError("joint passes support only the fused primitives")
                 xt = x.transpose(0, 1)
-                parts += [(LINEAR, op(xt).transpose(0, 1).contiguous()) for op in generic]
-            parts += [(LINEAR, x if name == 'skip_connect' else pool3_cnl(x, name[:3], plan.stride))
-                      for name in plan.shared]
-            contrib = mix_state(W.view(plan.n_edges, -1), parts, C, split)
+                extras = [op(xt).transpose(0, 1).contiguous() for op in generic]
+            n_conv = plan.n_conv * plan.n_edges * C
+            contrib = state_block(x, fused.weight if plan.n_fused else None, W.view(plan.n_edges, -1),
+                                  fused.blocks if plan.n_fused else (), plan.stride, n_conv,
+                                  plan.n_edges * C if plan.fused_fr else 0,
+                                  tuple(_SHARED_KIND[name] for name in plan.shared), extras, split)
             for e, piece in enumerate(contrib.unbind(0)):
                 partial[plan.first_target + e].append(piece)
             if plan.j >= 1:  # node t = j-1 has inputs 0..j: all processed now
@@ -350,6 +347,16 @@ class SearchNetwork(nn.Module):
     def supports_joint(self) -> bool:
         """True when every candidate is fused (no per-edge modules): :meth:`joint_losses` works."""
         return not any(len(g) for cell in self.cells for g in cell.generic)
+
+    def block_elements(self, length: int) -> int:
+        """Elements per sample of the largest fused conv output of any cell state (input ``length``)."""
+        largest = 0
+        for cell in self.cells:
+            for plan in cell.plans:
+                largest = max(largest, plan.n_fused * cell.C * -(-length // plan.stride))
+            if cell.reduction:
+                length = -(-length // 2)
+        return largest
 
     def joint_losses(self, x_train, y_train, x_valid, y_valid) -> tuple[torch.Tensor, torch.Tensor]:
         """(train loss, valid loss) from ONE pass over the batch [train; valid] of equal halves.

@@ -46,7 +46,10 @@ class SearchSettings:
     arch_learning_rate: float = 3e-4
     arch_weight_decay: float = 1e-3
     unrolled: bool = False
-    joint_passes: bool = True  # first-order: one pass over [train; valid] per iteration (see Architect.joint_step)
+    # first-order: one pass over [train; valid] per iteration (Architect.joint_step) instead of two;
+    # None = when the largest fused conv output of the joint batch stays under joint_max_bytes
+    joint_passes: Optional[bool] = None
+    joint_max_bytes: int = 2 * 2 ** 20
     optimization_mode: Optional[str] = None  # None | 'Memory' | 'Compute'
     penalty_weight: float = 0.5  # weight of the normalised cost penalty (scale-free)
     target_params: Optional[int] = None  # budget mode (Memory): adapt the weight to land here
@@ -226,7 +229,7 @@ def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target)
     model.train()
     sums = dict(train_loss=0.0, train_correct=0, train_n=0, valid_loss=0.0, valid_correct=0, valid_n=0)
     weights = model.weights()
-    joint = (settings.joint_passes and not settings.unrolled and getattr(model, 'supports_joint', False))
+    joint = _use_joint_passes(model, settings, train)
     stream = SampleStream(valid, gen) if valid.in_memory else None
     valid_iter = None if stream else valid.batches(gen)
     for x, y in train.batches(gen):
@@ -258,6 +261,18 @@ def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target)
     return dict(train_loss=sums['train_loss'] / tn, train_acc=sums['train_correct'] / tn,
                 valid_loss=sums['valid_loss'] / vn, valid_acc=sums['valid_correct'] / vn,
                 samples=sums['train_n'])
+
+
+def _use_joint_passes(model, settings: SearchSettings, train: BatchSource) -> bool:
+    """Joint passes halve the number of passes (fast for small supernets) but double the activations:
+    by default they are used while the largest conv block of a joint batch is small (measured: preset
+    l peaks at 514 MB instead of 415 MB for a 10% gain)."""
+    if settings.unrolled or not getattr(model, 'supports_joint', False) or settings.joint_passes is False:
+        return False
+    if settings.joint_passes:
+        return True
+    length = train.sample_shape[1]
+    return 2 * train.batch_size * model.block_elements(length) * 4 <= settings.joint_max_bytes
 
 
 def _finish(model, settings, history, notes, target, mode, seconds) -> SearchResult:
