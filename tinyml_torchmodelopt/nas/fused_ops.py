@@ -57,33 +57,33 @@ def _train_columns(t: torch.Tensor, split: int | None, n: int) -> torch.Tensor:
     return t if split is None else t[:, :split * (t.shape[1] // n)]
 
 
-def _conv_forward(x, weight, blocks, stride: int, padding: int):
-    """(C, N, L) -> (C_out, N*L_out) and the per-block weight matrices (see :class:`_ConvCNL`)."""
-    Co, C, kmax = weight.shape
+def _conv_forward(x, wmat, kmax: int, blocks, stride: int, padding: int) -> torch.Tensor:
+    """(C, N, L) -> (C_out, N*L_out) for the weight matrix ``wmat`` (C_out, kmax*C), columns (tap, channel).
+
+    Each block (r0, r1, k) of output rows uses the centred k taps: a column
+    slice of ``wmat`` and a row slice of the shared patches (views, no copies).
+    """
+    C = x.shape[0]
     cols = _patches(x, kmax, stride, padding)
-    out = cols.new_empty(Co, cols.shape[1])
-    wks = []
+    out = cols.new_empty(wmat.shape[0], cols.shape[1])
     for r0, r1, k in blocks:
-        lo = kmax // 2 - k // 2
-        wk = weight[r0:r1, :, lo:lo + k].permute(0, 2, 1).reshape(r1 - r0, k * C)
-        torch.mm(wk, cols[lo * C:(lo + k) * C], out=out[r0:r1])
-        wks.append(wk)
-    return out, wks
+        lo = (kmax // 2 - k // 2) * C
+        torch.mm(wmat[r0:r1, lo:lo + k * C], cols[lo:lo + k * C], out=out[r0:r1])
+    return out
 
 
-def _conv_backward(g, x, wks, weight_shape, blocks, stride: int, padding: int, split,
+def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, split,
                    want_x: bool, want_w: bool):
     """Gradients of :func:`_conv_forward` for g (C_out, N*L_out); grad_w from the first ``split`` samples."""
     s, p = stride, padding
     C, N, L = x.shape
-    Co, _, kmax = weight_shape
     Lo = g.shape[1] // N
     grad_x = grad_w = None
     if want_x:
         gcols = g.new_zeros(kmax * C, N * Lo)
-        for (r0, r1, k), wk in zip(blocks, wks):
-            lo = kmax // 2 - k // 2
-            gcols[lo * C:(lo + k) * C].addmm_(wk.t(), g[r0:r1])
+        for r0, r1, k in blocks:
+            lo = (kmax // 2 - k // 2) * C
+            gcols[lo:lo + k * C].addmm_(wmat[r0:r1, lo:lo + k * C].t(), g[r0:r1])
         if kmax == 1 and p == 0 and s == 1:
             grad_x = gcols.view(C, N, L)
         else:
@@ -95,11 +95,10 @@ def _conv_backward(g, x, wks, weight_shape, blocks, stride: int, padding: int, s
     if want_w:
         cols = _patches(x if split is None else x[:, :split], kmax, s, p)
         g = _train_columns(g, split, N)
-        grad_w = g.new_zeros(Co, C, kmax)
+        grad_w = g.new_zeros(wmat.shape)  # taps outside a block's kernel keep a zero gradient
         for r0, r1, k in blocks:
-            lo = kmax // 2 - k // 2
-            gk = torch.mm(g[r0:r1], cols[lo * C:(lo + k) * C].t())  # (rows, k*C)
-            grad_w[r0:r1, :, lo:lo + k] = gk.view(r1 - r0, k, C).permute(0, 2, 1)
+            lo = (kmax // 2 - k // 2) * C
+            grad_w[r0:r1, lo:lo + k * C] = torch.mm(g[r0:r1], cols[lo:lo + k * C].t())
     return grad_x, grad_w
 
 
@@ -109,39 +108,37 @@ class _ConvCNL(torch.autograd.Function):
     On CPU, oneDNN runs the thin 1-D convs of a tiny-ML supernet (few channels,
     long series) poorly; its backward costs 5-10x its forward. Here one patch
     matrix is built per call and each block of output channels that shares a
-    kernel size ``k`` (centred in the stored ``kmax``-tap weight) is one matmul
+    kernel size ``k`` (centred in the ``kmax``-tap weight matrix) is one matmul
     on its row slice of the patches: no MACs are spent on the zero taps of the
     fused 3/5/7 kernels. Gradients: matmuls plus kmax shifted adds (col2im).
     The weight gradient uses the first ``split`` samples only (joint passes).
     """
 
     @staticmethod
-    def forward(ctx, x, weight, blocks, stride: int, padding: int, split):
-        out, wks = _conv_forward(x, weight, blocks, stride, padding)
-        ctx.save_for_backward(x, *wks)  # patches are recomputed in backward: less memory
-        ctx.conf = (stride, padding, weight.shape, blocks, split)
+    def forward(ctx, x, wmat, kmax: int, blocks, stride: int, padding: int, split):
+        out = _conv_forward(x, wmat, kmax, blocks, stride, padding)
+        ctx.save_for_backward(x, wmat)  # patches are recomputed in backward: less memory
+        ctx.conf = (kmax, blocks, stride, padding, split)
         return out.view(out.shape[0], x.shape[1], -1)
 
     @staticmethod
     def backward(ctx, grad_out):
-        x, *wks = ctx.saved_tensors
-        stride, padding, weight_shape, blocks, split = ctx.conf
+        x, wmat = ctx.saved_tensors
         g = grad_out.reshape(grad_out.shape[0], -1)
-        grad_x, grad_w = _conv_backward(g, x, wks, weight_shape, blocks, stride, padding, split,
-                                        ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        return grad_x, grad_w, None, None, None, None
+        grad_x, grad_w = _conv_backward(g, x, wmat, *ctx.conf, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
+        return grad_x, grad_w, None, None, None, None, None
 
 
-def conv_cnl(x: torch.Tensor, weight: torch.Tensor, blocks=None, stride: int = 1,
-             padding: int = 0, split: int | None = None) -> torch.Tensor:
-    """Conv1d (no bias) of a (C, N, L) tensor; returns (C_out, N, L_out).
+def conv_weight_matrix(weight: torch.Tensor) -> torch.Tensor:
+    """Conv1d weight (C_out, C, k) -> (C_out, k*C) with columns ordered (tap, channel), as the patches."""
+    return weight.permute(0, 2, 1).reshape(weight.shape[0], -1)
 
-    ``blocks``: ((row_start, row_end, k), ...) output-channel blocks whose kernel
-    is the centred k taps of ``weight`` (default: one block, all taps).
-    """
-    if blocks is None:
-        blocks = ((0, weight.shape[0], weight.shape[2]),)
-    return _ConvCNL.apply(x, weight, tuple(blocks), stride, padding, split)
+
+def conv_cnl(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0,
+             split: int | None = None) -> torch.Tensor:
+    """Conv1d (no bias) of a (C, N, L) tensor with a (C_out, C, k) weight; returns (C_out, N, L_out)."""
+    Co, _, k = weight.shape
+    return _ConvCNL.apply(x, conv_weight_matrix(weight), k, ((0, Co, k),), stride, padding, split)
 
 
 # -- batch norm as group norm ------------------------------------------------------
@@ -192,7 +189,7 @@ def conv_bn_relu_cnl(seq: nn.Sequential, x: torch.Tensor, split: int | None = No
     """Apply a ConvBNReLU (or stem) nn.Sequential to a (C, N, L) tensor."""
     for m in seq:
         if isinstance(m, nn.Conv1d):
-            x = conv_cnl(x, m.weight, None, m.stride[0], m.padding[0], split)
+            x = conv_cnl(x, m.weight, m.stride[0], m.padding[0], split)
         elif isinstance(m, nn.BatchNorm1d):
             x = bn_cnl(x, m, split)
         elif isinstance(m, nn.ReLU):
@@ -290,7 +287,7 @@ class _StateBlock(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, W, conf, split, *extras):
-        blocks, stride, n_bn_relu, n_bn, shared, C = conf
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C = conf
         N = x.shape[1]
         groups = _stat_groups(split, N)
         out, col, stats = None, 0, []
@@ -300,7 +297,7 @@ class _StateBlock(torch.autograd.Function):
             out = torch.mm(w, r) if out is None else out.addmm_(w, r)
 
         if weight is not None:
-            y, _ = _conv_forward(x, weight, blocks, stride, weight.shape[2] // 2)
+            y = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2)
             for rows, relu in ((slice(0, n_bn_relu), True), (slice(n_bn_relu, n_bn_relu + n_bn), False)):
                 if rows.stop == rows.start:
                     continue
@@ -321,7 +318,7 @@ class _StateBlock(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gc):
-        blocks, stride, n_bn_relu, n_bn, shared, C = ctx.conf
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C = ctx.conf
         split = ctx.split
         x, weight, W, *rest = ctx.saved_tensors
         stats, extras = rest[:ctx.n_stats], rest[ctx.n_stats:]
@@ -333,7 +330,7 @@ class _StateBlock(torch.autograd.Function):
         grad_x = grad_weight = None
         col = 0
         if weight is not None:
-            y, wks = _conv_forward(x, weight, blocks, stride, weight.shape[2] // 2)
+            y = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2)
             gy = torch.empty_like(y)
             s = 0
             for rows, relu in ((slice(0, n_bn_relu), True), (slice(n_bn_relu, n_bn_relu + n_bn), False)):
@@ -352,8 +349,8 @@ class _StateBlock(torch.autograd.Function):
                     g = torch.ops.aten.threshold_backward(g, r, 0)
                 gy[rows] = _bn_backward(g, y[rows], mean, rstd, groups)
                 col += G
-            grad_x, grad_weight = _conv_backward(gy, x, wks, weight.shape, blocks, stride, weight.shape[2] // 2,
-                                                 split, want_x, want_w)
+            grad_x, grad_weight = _conv_backward(gy, x, weight, kmax, blocks, stride, kmax // 2, split,
+                                                 want_x, want_w)
         grad_extras = []
         for e in extras:
             if want_W:
@@ -373,13 +370,13 @@ class _StateBlock(torch.autograd.Function):
         return (grad_x, grad_weight, grad_W, None, None, *grad_extras)
 
 
-def state_block(x: torch.Tensor, weight: torch.Tensor | None, W: torch.Tensor, blocks, stride: int,
+def state_block(x: torch.Tensor, weight: torch.Tensor | None, kmax: int, W: torch.Tensor, blocks, stride: int,
                 n_bn_relu: int, n_bn: int, shared: tuple[str, ...], extras=(), split: int | None = None):
     """Mixed outputs (E, C*N*L_out) of all outgoing edges of the state x (C, N, L); see :class:`_StateBlock`.
 
-    weight: fused conv weight (rows: ``n_bn_relu`` conv-candidate rows, then
-    ``n_bn`` factorized-reduce rows) or None; extras: (C, N, L_out) outputs of
+    weight: fused conv weight matrix (C_out, kmax*C) (rows: ``n_bn_relu``
+    conv-candidate rows, then ``n_bn`` factorized-reduce rows) or None; extras: (C, N, L_out) outputs of
     per-edge modules; shared: ``'skip'``, ``'max'``, ``'avg'`` (W's last columns).
     """
-    conf = (tuple(blocks), stride, n_bn_relu, n_bn, tuple(shared), x.shape[0])
+    conf = (tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), x.shape[0])
     return _StateBlock.apply(x, weight, W, conf, split, *extras)

@@ -1,27 +1,29 @@
 """The search supernet: every edge is a softmax(alpha)-weighted mixture of ops.
 
 Fast evaluation (the point of this module). DARTS evaluates each edge's ops one
-by one: hundreds of tiny kernels per cell. Here, for every cell state ``s_j``
-that feeds later nodes:
+by one: hundreds of tiny kernels and autograd nodes per cell. Here every cell
+state ``s_j`` that feeds later nodes is ONE autograd node
+(:func:`.fused_ops.state_block`) that computes all candidates of all its
+outgoing edges and their softmax-weighted sums:
 
-* ONE conv computes every ``conv_bn_relu_k`` op of every outgoing edge (and,
-  for stride-2 states, every factorized-reduce 1x1 conv): the k=3/5/7 kernels
-  are stored centred in a 7-tap weight stacked along the output channels, one
-  im2col patch matrix is shared and each kernel size is one matmul on its rows
-  (no MACs on padding taps);
+* one conv for every ``conv_bn_relu_k`` op of every outgoing edge (and, for
+  stride-2 states, every factorized-reduce 1x1 conv): the k=3/5/7 kernels are
+  centred in one 7-tap weight matrix, one im2col patch matrix is shared and
+  each kernel size is one matmul on its rows (no MACs on padding taps);
 * activations are kept as (C, N, L) so that convs and the mixing are single
-  large matmuls instead of N small ones;
-* ONE batch norm over all those channels (batch norm is per channel, so this is
-  exact), one ReLU, fused with the mixing matmul in one autograd function that
-  saves a single activation;
-* max/avg pool and identity are computed once and shared by all edges of s_j;
+  large matmuls instead of N small ones; batch norm (per channel) runs as the
+  faster group-norm kernel over all conv outputs at once, then one ReLU;
+* max/avg pool and identity are computed once and shared by all edges;
 * 'none' is skipped (it contributes zero);
-* one batched matmul with a (edges x candidates) matrix built from the softmax
-  weights adds the candidates of all outgoing edges into their target nodes.
+* one matmul with the (edges x candidates) matrix built from the softmax
+  weights adds the candidates into their target nodes;
+* backward recomputes the conv output from s_j instead of keeping it.
 
-Ops outside these families (sep/dil convs) fall back to one module per edge.
-``forward(x, naive=True)`` evaluates the same weights op by op (the reference
-DARTS mixture) and is used by the tests to check the fast path.
+First-order search runs the train and valid batches through ONE joint pass
+(:meth:`SearchNetwork.joint_losses`). Ops outside these families (sep/dil convs)
+fall back to one module per edge. ``forward(x, naive=True)`` evaluates the same
+weights op by op (the reference DARTS mixture) and is used by the tests to check
+the fast path.
 
 Search BN layers use batch statistics only (``affine=False``, no running stats),
 as is usual for the DARTS supernet.
@@ -36,7 +38,7 @@ from torch import nn
 
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN
 from .model import make_classifier, make_preprocess, make_stem, reduction_layers
-from .fused_ops import conv_bn_relu_cnl, linear_split, state_block
+from .fused_ops import conv_bn_relu_cnl, conv_weight_matrix, linear_split, state_block
 from .expected_cost import cost_tables, expected_edge_cost, extreme_cost, node_offsets, num_edges
 from .operations import CONV_KERNELS, OPS, check_primitives
 
@@ -115,26 +117,37 @@ def _mixing_index(primitives: list[str], steps: int, plans: list[_StatePlan]):
     return torch.tensor(dst, dtype=torch.long), torch.tensor(src, dtype=torch.long), sizes
 
 
-class FusedStateConv(nn.Module):
-    """Weight of all conv candidates of one source state as one conv (kernel sizes as channel blocks).
+_SHARED_KIND = {'skip_connect': 'skip', 'max_pool_3x1': 'max', 'avg_pool_3x1': 'avg'}
 
-    Evaluated by :func:`.fused_ops.state_block` (``weight``, ``blocks``).
+
+class StateCandidates(nn.Module):
+    """All candidates of all outgoing edges of one source state, mixed by :func:`.fused_ops.state_block`.
+
+    Holds the fused conv of the conv candidates and the factorized reduce (kernel
+    sizes as blocks of output rows; None when there are none) and the static plan.
     """
 
     def __init__(self, C: int, plan: _StatePlan, kernels: list[int]):
         super().__init__()
-        self.C, self.stride = C, plan.stride
+        self.C, self.stride, self.n_edges = C, plan.stride, plan.n_edges
         groups = [k for k in kernels for _ in range(plan.n_edges)]
+        self.n_bn_relu = len(groups) * C
         if plan.fused_fr:
             groups += [1] * plan.n_edges
-        self.kmax = max(groups)
+        self.n_bn = len(groups) * C - self.n_bn_relu
+        self.shared = tuple(_SHARED_KIND[name] for name in plan.shared)
         self.groups = groups
-        weight = torch.zeros(len(groups) * C, C, self.kmax)
-        for g, k in enumerate(groups):
-            lo = self.kmax // 2 - k // 2
-            bound = 1.0 / (C * k) ** 0.5  # nn.Conv1d default init (kaiming_uniform, a=sqrt(5))
-            weight[g * C:(g + 1) * C, :, lo:lo + k].uniform_(-bound, bound)
-        self.weight = nn.Parameter(weight)  # padding taps stay 0: the conv never reads them
+        self.kmax = max(groups, default=0)
+        self.weight = None
+        if groups:
+            weight = torch.zeros(len(groups) * C, C, self.kmax)
+            for g, k in enumerate(groups):
+                lo = self.kmax // 2 - k // 2
+                bound = 1.0 / (C * k) ** 0.5  # nn.Conv1d default init (kaiming_uniform, a=sqrt(5))
+                weight[g * C:(g + 1) * C, :, lo:lo + k].uniform_(-bound, bound)
+            # stored as the (C_out, kmax*C) matrix of the fused conv (columns: tap, channel); the zero
+            # padding taps of smaller kernels are never read and get no gradient, so they stay 0
+            self.weight = nn.Parameter(conv_weight_matrix(weight).contiguous())
         blocks = []
         for g, k in enumerate(groups):
             if blocks and blocks[-1][2] == k:
@@ -143,14 +156,19 @@ class FusedStateConv(nn.Module):
                 blocks.append((g * C, (g + 1) * C, k))
         self.blocks = tuple(blocks)
 
+    def forward(self, x: torch.Tensor, W: torch.Tensor, extras=(), split: int | None = None) -> torch.Tensor:
+        """(edges, C*N*L_out) mixed outputs for x (C, N, L) and the mixing matrix W (edges x candidates)."""
+        return state_block(x, self.weight, self.kmax, W.view(self.n_edges, -1), self.blocks, self.stride,
+                           self.n_bn_relu, self.n_bn, self.shared, extras, split)
+
     def group_weight(self, g: int) -> torch.Tensor:
         """Weight of candidate group g with its real kernel size (for the naive path)."""
         k = self.groups[g]
         lo = self.kmax // 2 - k // 2
-        return self.weight[g * self.C:(g + 1) * self.C, :, lo:lo + k]
+        w = self.weight.view(-1, self.kmax, self.C).permute(0, 2, 1)
+        return w[g * self.C:(g + 1) * self.C, :, lo:lo + k]
 
 
-_SHARED_KIND = {'skip_connect': 'skip', 'max_pool_3x1': 'max', 'avg_pool_3x1': 'avg'}
 
 
 def _bn(x: torch.Tensor) -> torch.Tensor:
@@ -183,8 +201,7 @@ class SearchCell(nn.Module):
         self.fused = nn.ModuleList()
         self.generic = nn.ModuleList()
         for plan in self.plans:
-            has_fused = plan.n_fused > 0
-            self.fused.append(FusedStateConv(C, plan, self.kernels) if has_fused else nn.Identity())
+            self.fused.append(StateCandidates(C, plan, self.kernels))
             self.generic.append(nn.ModuleList(
                 OPS[name](C, plan.stride, False) for name in plan.generic for _ in range(plan.n_edges)))
 
@@ -205,11 +222,7 @@ class SearchCell(nn.Module):
                     raise ValueError("joint passes support only the fused primitives")
                 xt = x.transpose(0, 1)
                 extras = [op(xt).transpose(0, 1).contiguous() for op in generic]
-            n_conv = plan.n_conv * plan.n_edges * C
-            contrib = state_block(x, fused.weight if plan.n_fused else None, W.view(plan.n_edges, -1),
-                                  fused.blocks if plan.n_fused else (), plan.stride, n_conv,
-                                  plan.n_edges * C if plan.fused_fr else 0,
-                                  tuple(_SHARED_KIND[name] for name in plan.shared), extras, split)
+            contrib = fused(x, W, extras, split)
             for e, piece in enumerate(contrib.unbind(0)):
                 partial[plan.first_target + e].append(piece)
             if plan.j >= 1:  # node t = j-1 has inputs 0..j: all processed now
