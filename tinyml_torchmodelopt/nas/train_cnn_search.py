@@ -49,7 +49,7 @@ class SearchSettings:
     # first-order: one pass over [train; valid] per iteration (Architect.joint_step) instead of two;
     # None = when the largest fused conv output of the joint batch stays under joint_max_bytes
     joint_passes: Optional[bool] = None
-    joint_max_bytes: int = 2 * 2 ** 20
+    joint_max_bytes: int = 4 * 2 ** 20
     optimization_mode: Optional[str] = None  # None | 'Memory' | 'Compute'
     penalty_weight: float = 0.5  # weight of the normalised cost penalty (scale-free)
     target_params: Optional[int] = None  # budget mode (Memory): adapt the weight to land here
@@ -322,7 +322,8 @@ def settings_from_args(args) -> SearchSettings:
               arch_learning_rate=float(get('arch_learning_rate', 3e-4)),
               arch_weight_decay=float(get('arch_weight_decay', 1e-3)), unrolled=bool(get('unrolled', False)),
               optimization_mode=mode, seed=int(get('seed', 0)), device=device)
-    for name in ('penalty_weight', 'target_params', 'target_macs', 'beta_decay', 'primitives', 'lr_min'):
+    for name in ('penalty_weight', 'target_params', 'target_macs', 'beta_decay', 'primitives', 'lr_min',
+                 'joint_passes'):
         if getattr(args, name, None) is not None:
             kw[name] = tuple(args.primitives) if name == 'primitives' else getattr(args, name)
     return SearchSettings(**kw)
