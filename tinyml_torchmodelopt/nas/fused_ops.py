@@ -371,12 +371,30 @@ class _StateBlock(torch.autograd.Function):
 
 
 def state_block(x: torch.Tensor, weight: torch.Tensor | None, kmax: int, W: torch.Tensor, blocks, stride: int,
-                n_bn_relu: int, n_bn: int, shared: tuple[str, ...], extras=(), split: int | None = None):
+                n_bn_relu: int, n_bn: int, shared: tuple[str, ...], extras=(), split: int | None = None,
+                channels: int | None = None):
     """Mixed outputs (E, C*N*L_out) of all outgoing edges of the state x (C, N, L); see :class:`_StateBlock`.
 
     weight: fused conv weight matrix (C_out, kmax*C) (rows: ``n_bn_relu``
     conv-candidate rows, then ``n_bn`` factorized-reduce rows) or None; extras: (C, N, L_out) outputs of
-    per-edge modules; shared: ``'skip'``, ``'max'``, ``'avg'`` (W's last columns).
+    per-edge modules; shared: ``'skip'``, ``'max'``, ``'avg'`` (W's last columns);
+    channels: channels per candidate (default: those of x).
     """
-    conf = (tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), x.shape[0])
+    conf = (tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), channels or x.shape[0])
     return _StateBlock.apply(x, weight, W, conf, split, *extras)
+
+
+def conv_bn_relu_block(seq: nn.Sequential, x: torch.Tensor, split: int | None = None) -> torch.Tensor:
+    """A ConvBNReLU with search BN (no affine terms) on (C, N, L) as ONE state-block node -> (C_out, N, L_out).
+
+    Same result as :func:`conv_bn_relu_cnl`; the conv output is recomputed in backward
+    instead of being kept (cell preprocessing).
+    """
+    conv, bn = seq[0], seq[1]
+    if bn.affine or conv.padding[0] != conv.kernel_size[0] // 2:
+        raise ValueError("conv_bn_relu_block needs 'same' padding and a BN without affine terms")
+    Co, _, k = conv.weight.shape
+    one = x.new_ones(1, 1)
+    out = state_block(x, conv_weight_matrix(conv.weight), k, one, ((0, Co, k),), conv.stride[0], Co, 0, (),
+                      split=split, channels=Co)
+    return out.view(Co, x.shape[1], -1)

@@ -38,7 +38,7 @@ from torch import nn
 
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN
 from .model import make_classifier, make_preprocess, make_stem, reduction_layers
-from .fused_ops import conv_bn_relu_cnl, conv_weight_matrix, linear_split, state_block
+from .fused_ops import conv_bn_relu_block, conv_bn_relu_cnl, conv_weight_matrix, linear_split, state_block
 from .expected_cost import cost_tables, expected_edge_cost, extreme_cost, node_offsets, num_edges
 from .operations import CONV_KERNELS, OPS, check_primitives
 
@@ -211,7 +211,7 @@ class SearchCell(nn.Module):
 
         ``split``: joint [train; valid] pass (see :mod:`.fused_ops`).
         """
-        states = [conv_bn_relu_cnl(self.preprocess0, s0, split), conv_bn_relu_cnl(self.preprocess1, s1, split)]
+        states = [conv_bn_relu_block(self.preprocess0, s0, split), conv_bn_relu_block(self.preprocess1, s1, split)]
         partial: list[list[torch.Tensor]] = [[] for _ in range(self.steps)]
         C = self.C
         for plan, fused, generic, W in zip(self.plans, self.fused, self.generic, mixing):
