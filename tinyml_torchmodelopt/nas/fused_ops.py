@@ -73,8 +73,11 @@ def _conv_forward(x, wmat, kmax: int, blocks, stride: int, padding: int) -> torc
 
 
 def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, split,
-                   want_x: bool, want_w: bool):
-    """Gradients of :func:`_conv_forward` for g (C_out, N*L_out); grad_w from the first ``split`` samples."""
+                   want_x: bool, want_w: bool, tap_mask=None):
+    """Gradients of :func:`_conv_forward` for g (C_out, N*L_out); grad_w from the first ``split`` samples.
+
+    ``tap_mask`` (0/1 like ``wmat``) zeroes the gradient of taps outside each row's kernel when a
+    block runs a smaller kernel with all kmax taps (see :class:`_StateBlock`)."""
     s, p = stride, padding
     C, N, L = x.shape
     Lo = g.shape[1] // N
@@ -99,6 +102,8 @@ def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, spl
         for r0, r1, k in blocks:
             lo = (kmax // 2 - k // 2) * C
             grad_w[r0:r1, lo:lo + k * C] = torch.mm(g[r0:r1], cols[lo:lo + k * C].t())
+        if tap_mask is not None:
+            grad_w.mul_(tap_mask)
     return grad_x, grad_w
 
 
@@ -287,7 +292,7 @@ class _StateBlock(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, W, conf, split, *extras):
-        blocks, kmax, stride, n_bn_relu, n_bn, shared, C = conf
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = conf
         N = x.shape[1]
         groups = _stat_groups(split, N)
         out, col, stats = None, 0, []
@@ -318,7 +323,7 @@ class _StateBlock(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gc):
-        blocks, kmax, stride, n_bn_relu, n_bn, shared, C = ctx.conf
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = ctx.conf
         split = ctx.split
         x, weight, W, *rest = ctx.saved_tensors
         stats, extras = rest[:ctx.n_stats], rest[ctx.n_stats:]
@@ -350,7 +355,7 @@ class _StateBlock(torch.autograd.Function):
                 gy[rows] = _bn_backward(g, y[rows], mean, rstd, groups)
                 col += G
             grad_x, grad_weight = _conv_backward(gy, x, weight, kmax, blocks, stride, kmax // 2, split,
-                                                 want_x, want_w)
+                                                 want_x, want_w, tap_mask)
         grad_extras = []
         for e in extras:
             if want_W:
@@ -372,15 +377,16 @@ class _StateBlock(torch.autograd.Function):
 
 def state_block(x: torch.Tensor, weight: torch.Tensor | None, kmax: int, W: torch.Tensor, blocks, stride: int,
                 n_bn_relu: int, n_bn: int, shared: tuple[str, ...], extras=(), split: int | None = None,
-                channels: int | None = None):
+                channels: int | None = None, tap_mask: torch.Tensor | None = None):
     """Mixed outputs (E, C*N*L_out) of all outgoing edges of the state x (C, N, L); see :class:`_StateBlock`.
 
     weight: fused conv weight matrix (C_out, kmax*C) (rows: ``n_bn_relu``
     conv-candidate rows, then ``n_bn`` factorized-reduce rows) or None; extras: (C, N, L_out) outputs of
     per-edge modules; shared: ``'skip'``, ``'max'``, ``'avg'`` (W's last columns);
-    channels: channels per candidate (default: those of x).
+    channels: channels per candidate (default: those of x); tap_mask: see
+    :func:`_conv_backward`.
     """
-    conf = (tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), channels or x.shape[0])
+    conf = (tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), channels or x.shape[0], tap_mask)
     return _StateBlock.apply(x, weight, W, conf, split, *extras)
 
 

@@ -126,6 +126,7 @@ class StateCandidates(nn.Module):
     Holds the fused conv of the conv candidates and the factorized reduce (kernel
     sizes as blocks of output rows; None when there are none) and the static plan.
     """
+    ONE_MATMUL_MAX_CHANNELS = 4
 
     def __init__(self, C: int, plan: _StatePlan, kernels: list[int]):
         super().__init__()
@@ -141,25 +142,34 @@ class StateCandidates(nn.Module):
         self.weight = None
         if groups:
             weight = torch.zeros(len(groups) * C, C, self.kmax)
+            taps = torch.zeros_like(weight)
             for g, k in enumerate(groups):
                 lo = self.kmax // 2 - k // 2
                 bound = 1.0 / (C * k) ** 0.5  # nn.Conv1d default init (kaiming_uniform, a=sqrt(5))
                 weight[g * C:(g + 1) * C, :, lo:lo + k].uniform_(-bound, bound)
+                taps[g * C:(g + 1) * C, :, lo:lo + k] = 1
             # stored as the (C_out, kmax*C) matrix of the fused conv (columns: tap, channel); the zero
             # padding taps of smaller kernels are never read and get no gradient, so they stay 0
             self.weight = nn.Parameter(conv_weight_matrix(weight).contiguous())
-        blocks = []
-        for g, k in enumerate(groups):
-            if blocks and blocks[-1][2] == k:
-                blocks[-1] = (blocks[-1][0], (g + 1) * C, k)
-            else:
-                blocks.append((g * C, (g + 1) * C, k))
-        self.blocks = tuple(blocks)
+        self.register_buffer('tap_mask', None, persistent=False)
+        if groups and C <= self.ONE_MATMUL_MAX_CHANNELS:
+            # few channels: the matmuls are memory-bound, so one matmul over all kmax taps (zero
+            # weights on the padding taps, their gradient masked) beats one matmul per kernel size
+            self.blocks = ((0, len(groups) * C, self.kmax),)
+            self.tap_mask = conv_weight_matrix(taps).contiguous()
+        else:
+            blocks = []
+            for g, k in enumerate(groups):
+                if blocks and blocks[-1][2] == k:
+                    blocks[-1] = (blocks[-1][0], (g + 1) * C, k)
+                else:
+                    blocks.append((g * C, (g + 1) * C, k))
+            self.blocks = tuple(blocks)
 
     def forward(self, x: torch.Tensor, W: torch.Tensor, extras=(), split: int | None = None) -> torch.Tensor:
         """(edges, C*N*L_out) mixed outputs for x (C, N, L) and the mixing matrix W (edges x candidates)."""
         return state_block(x, self.weight, self.kmax, W.view(self.n_edges, -1), self.blocks, self.stride,
-                           self.n_bn_relu, self.n_bn, self.shared, extras, split)
+                           self.n_bn_relu, self.n_bn, self.shared, extras, split, tap_mask=self.tap_mask)
 
     def group_weight(self, g: int) -> torch.Tensor:
         """Weight of candidate group g with its real kernel size (for the naive path)."""
