@@ -24,6 +24,8 @@ PRESETS = {  # layers, nodes, init channels, stem multiplier, fanout (multiplier
     'l': dict(layers=12, nodes_per_layer=4, init_channels=4, stem_multiplier=3, multiplier=4),
 }
 
+JOINT = {'auto': None, 'on': True, 'off': False}
+
 
 def make_data(n=1024, length=256, classes=3, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -41,23 +43,27 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, default=2, help='search epochs per run (the first is warm-up)')
     p.add_argument('--device', default='cpu')
     p.add_argument('--penalty', default='Memory', choices=['Memory', 'Compute', 'none'])
+    p.add_argument('--joint', default='auto', choices=['auto', 'on', 'off'],
+                   help="first-order: one joint train/valid pass per iteration (auto: by activation size)")
     args = p.parse_args(argv)
     x, y = make_data()
     half = len(x) // 2
     train = DataLoader(TensorDataset(x[:half], y[:half]), batch_size=32, shuffle=True)
     valid = DataLoader(TensorDataset(x[half:], y[half:]), batch_size=32, shuffle=True)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
-    print(f"{'preset':6} {'mode':9} {'s/epoch':>8} {'samples/s':>10} {'peak RSS MB':>12}")
+    print(f"{'preset':6} {'mode':9} {'passes':11} {'s/epoch':>8} {'samples/s':>10} {'peak RSS MB':>12}")
     for preset in args.presets:
         for mode in args.modes:
             settings = SearchSettings(num_classes=3, epochs=args.epochs, unrolled=(mode == 'unrolled'),
                                       optimization_mode=None if args.penalty == 'none' else args.penalty,
-                                      device=args.device, **PRESETS[preset])
+                                      device=args.device, joint_passes=JOINT[args.joint],
+                                      **PRESETS[preset])
             result = search(train, valid, settings)
             epochs = result.history[1:] or result.history  # skip warm-up epoch when possible
             sec = sum(r.seconds for r in epochs) / len(epochs)
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"{preset:6} {mode:9} {sec:8.3f} {half / sec:10.1f} {rss:12.0f}", flush=True)
+            print(f"{preset:6} {mode:9} {result.update_scheme:11} {sec:8.3f} {half / sec:10.1f} {rss:12.0f}",
+                  flush=True)
 
 
 if __name__ == '__main__':

@@ -181,6 +181,7 @@ def _summary(result: SearchResult, settings: SearchSettings, features) -> dict:
     samples = sum(r.samples_per_second * r.seconds for r in result.history)
     seconds = sum(r.seconds for r in result.history)
     return {"mode": "darts", "optimization_mode": settings.penalty_mode, "unrolled": settings.unrolled,
-            "epochs": settings.epochs, "search_seconds": round(result.seconds or seconds, 3),
+            "epochs": settings.epochs, "update_scheme": result.update_scheme,
+            "search_seconds": round(result.seconds or seconds, 3),
             "search_samples_per_second": round(samples / seconds, 1) if seconds else None,
             "found_params": result.params, "found_macs": result.macs, "warnings": list(result.warnings)}

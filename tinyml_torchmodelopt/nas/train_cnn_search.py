@@ -123,12 +123,13 @@ class SearchResult:
     primitives: tuple[str, ...]
     warnings: tuple[str, ...] = field(default_factory=tuple)
     seconds: float = 0.0
+    update_scheme: str = ''  # 'joint' | 'alternating' (first-order) | 'unrolled'
 
     def to_dict(self) -> dict:
         return {'genotype': genotype_to_dict(self.genotype), 'params': self.params, 'macs': self.macs,
                 'history': [r.to_dict() for r in self.history], 'alphas_normal': self.alphas_normal,
                 'alphas_reduce': self.alphas_reduce, 'primitives': list(self.primitives),
-                'warnings': list(self.warnings), 'seconds': self.seconds}
+                'warnings': list(self.warnings), 'seconds': self.seconds, 'update_scheme': self.update_scheme}
 
 
 def build_final_model(settings: SearchSettings, genotype: Genotype_CNN) -> NetworkCnn:
@@ -222,7 +223,10 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
         if on_epoch is not None:
             on_epoch(record)
 
-    return _finish(model, settings, history, notes, target, mode, time.perf_counter() - started)
+    result = _finish(model, settings, history, notes, target, mode, time.perf_counter() - started)
+    scheme = ('unrolled' if settings.unrolled else
+              'joint' if _use_joint_passes(model, settings, train) else 'alternating')
+    return dataclasses.replace(result, update_scheme=scheme)
 
 
 def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target) -> dict:
