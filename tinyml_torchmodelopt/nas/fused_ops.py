@@ -153,17 +153,20 @@ def conv_cnl(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: in
 # halves of a joint pass: view the matrix as (2R, N*L/2).
 
 def _bn_forward(x2d: torch.Tensor, groups: int):
+    """Normalised x2d (R, N*L), mean and 1/std per row (``groups`` = 2: per row and half)."""
     R = x2d.shape[0] * groups
     y, mean, rstd = torch.native_group_norm(x2d.reshape(1, R, -1), None, None, 1, R, x2d.numel() // R, R, _EPS)
     return y.view_as(x2d), mean.view(-1, 1), rstd.view(-1, 1)
 
 
-def _bn_normalised(x2d, mean, rstd, groups: int) -> torch.Tensor:
+def _bn_normalised(x2d, mean, rstd) -> torch.Tensor:
+    """(x - mean) * rstd with the statistics of :func:`_bn_forward` (per row, or per row and half)."""
     R = mean.shape[0]
     return ((x2d.reshape(R, -1) - mean) * rstd).view_as(x2d)
 
 
-def _bn_backward(g2d, x2d, mean, rstd, groups: int) -> torch.Tensor:
+def _bn_backward(g2d, x2d, mean, rstd) -> torch.Tensor:
+    """Input gradient of :func:`_bn_forward`."""
     R = mean.shape[0]
     M = x2d.numel() // R
     return torch.ops.aten.native_group_norm_backward(g2d.reshape(1, R, M), x2d.reshape(1, R, M), mean.view(1, R),
@@ -328,7 +331,6 @@ class _StateBlock(torch.autograd.Function):
         x, weight, W, *rest = ctx.saved_tensors
         stats, extras = rest[:ctx.n_stats], rest[ctx.n_stats:]
         N = x.shape[1]
-        groups = _stat_groups(split, N)
         want_x, want_w, want_W = ctx.needs_input_grad[:3]
         g_all = torch.mm(W.t(), gc)  # (candidates, C*N*L_out)
         cand = torch.empty_like(g_all) if want_W else None  # the candidates, rebuilt for grad W
@@ -344,7 +346,7 @@ class _StateBlock(torch.autograd.Function):
                 mean, rstd = stats[s], stats[s + 1]
                 s += 2
                 G = (rows.stop - rows.start) // C
-                r = _bn_normalised(y[rows], mean, rstd, groups)
+                r = _bn_normalised(y[rows], mean, rstd)
                 if relu:
                     r = r.clamp_min_(0)  # relu(y) > 0 exactly where y > 0: enough for the ReLU backward
                 if want_W:
@@ -352,7 +354,7 @@ class _StateBlock(torch.autograd.Function):
                 g = g_all[col:col + G].view_as(r)
                 if relu:
                     g = torch.ops.aten.threshold_backward(g, r, 0)
-                gy[rows] = _bn_backward(g, y[rows], mean, rstd, groups)
+                gy[rows] = _bn_backward(g, y[rows], mean, rstd)
                 col += G
             grad_x, grad_weight = _conv_backward(gy, x, weight, kmax, blocks, stride, kmax // 2, split,
                                                  want_x, want_w, tap_mask)
