@@ -1,0 +1,139 @@
+"""Training recipe defaults for small data: batch-size rule, refit on train + validation,
+per-frame normalisation of time-domain features."""
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from tinyml_modelzoo.config.schema import FeatureConfig, TrainingConfig
+from tinyml_modelzoo.datasets import DatasetSplits, Recording
+from tinyml_modelzoo.features import extract_features, resolve_plan
+from tinyml_modelzoo.recipe import auto_batch_size, batch_size, fit_settings
+from tinyml_modelzoo.zoo.spec import Conv, GlobalAvgPool, ModelSpec, build_model
+
+RAW = "Generic_64Input_RAW_64Feature_1Frame"
+
+
+# ---------------------------------------------------------------- batch size
+
+@pytest.mark.parametrize("num_train, expected", [(10, 8), (72, 9), (120, 15), (200, 25), (512, 64), (5000, 64)])
+def test_auto_batch_size_gives_about_8_steps_clipped_to_8_64(num_train, expected):
+    assert auto_batch_size(num_train) == expected
+
+
+def test_batch_size_empty_uses_the_rule_and_a_number_wins():
+    assert batch_size(TrainingConfig(batch_size=None), 200) == 25
+    assert batch_size(TrainingConfig(batch_size=32), 200) == 32
+    assert fit_settings(TrainingConfig(batch_size=None), 0, num_train=400).batch_size == 50
+    assert fit_settings(TrainingConfig(batch_size=None), 0).batch_size == 16      # size unknown
+
+
+# ---------------------------------------------------------------- frame normalisation
+
+def test_frame_normalization_goes_before_concat_of_time_domain_plans_only():
+    def plan(name, mode, **kw):
+        return resolve_plan(FeatureConfig(feature_extraction_name=name, frame_normalization=mode, **kw)).transforms
+    assert plan(RAW, "none") == ("RAW_FE", "CONCAT")
+    assert plan(RAW, "normalize") == ("RAW_FE", "NORMALIZE", "CONCAT")
+    assert plan(RAW, "dc_remove") == ("RAW_FE", "DC_REMOVE", "CONCAT")
+    spectral = "Generic_128Input_FFTBIN_16Feature_1Frame"
+    assert plan(spectral, "normalize") == plan(spectral, "none")                  # spectra untouched
+    assert plan("Custom_x", "normalize", feat_ext_transform=["RAW_FE", "NORMALIZE"], frame_size=64) == \
+        ("RAW_FE", "NORMALIZE")                                                   # not twice
+
+
+def test_frame_normalization_removes_offset_and_gain_of_each_recording():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(64, 2))
+    recs = tuple(Recording(f"train/{i}", 0, (g * base + o).astype(np.float32))
+                 for i, (g, o) in enumerate([(1.0, 0.0), (3.0, 5.0), (0.2, -7.0)]))
+    splits = DatasetSplits("t", ("a",), recs, (), (), 2, "split_factor")
+    x = extract_features(splits, FeatureConfig(feature_extraction_name=RAW, frame_normalization="normalize",
+                                               normalize=False)).x_train
+    np.testing.assert_allclose(x[1], x[0], atol=1e-5)
+    np.testing.assert_allclose(x[2], x[0], atol=1e-5)
+    np.testing.assert_allclose(x.mean(axis=-1), 0, atol=1e-5)
+    np.testing.assert_allclose(x.std(axis=-1), 1, atol=1e-4)
+
+
+# ---------------------------------------------------------------- refit on train + validation
+
+def _features(n_train=24, n_val=12, seed=0):
+    rng = np.random.default_rng(seed)
+
+    def part(n):
+        y = np.arange(n) % 2
+        x = rng.normal(size=(n, 1, 32)).astype(np.float32) + y[:, None, None].astype(np.float32)
+        return x, y.astype(np.int64)
+    (xt, yt), (xv, yv) = part(n_train), part(n_val)
+    return SimpleNamespace(x_train=xt, y_train=yt, x_val=xv, y_val=yv, transforms=("RAW_FE", "CONCAT"))
+
+
+def _model():
+    torch.manual_seed(0)
+    return build_model(ModelSpec((Conv(4, 3), GlobalAvgPool())), 1, 32, 2)
+
+
+def test_refit_trains_again_on_train_plus_validation(tmp_path, monkeypatch):
+    import tinyml_modelzoo.training as training
+    sizes = []
+    real_fit = training.fit
+
+    def spy(model, x_train, y_train, x_val, y_val, settings, on_epoch=None):
+        sizes.append((len(x_train), len(x_val), settings.epochs, settings.early_stopping_patience))
+        return real_fit(model, x_train, y_train, x_val, y_val, settings, on_epoch=on_epoch)
+    monkeypatch.setattr(training, "fit", spy)
+    monkeypatch.setattr(training, "_export_onnx", lambda model, features, path: (None, None))
+    cfg = dataclasses.replace(TrainingConfig(), training_epochs=12, refit_on_validation=True)
+    result = training.train(_model(), _features(), cfg, tmp_path, seed=0)
+    assert sizes[0][:2] == (24, 12)
+    assert sizes[1] == (36, 0, result.refit_epochs, None)
+    assert result.refit_epochs == min(12, max(result.best_epoch, training.REFIT_MIN_EPOCHS))
+
+
+def test_no_refit_without_validation_data_or_when_off(tmp_path, monkeypatch):
+    import tinyml_modelzoo.training as training
+    monkeypatch.setattr(training, "_export_onnx", lambda model, features, path: (None, None))
+    cfg = dataclasses.replace(TrainingConfig(), training_epochs=3, refit_on_validation=True)
+    assert training.train(_model(), _features(n_val=0), cfg, tmp_path, seed=0).refit_epochs is None
+    cfg = dataclasses.replace(cfg, refit_on_validation=False)
+    assert training.train(_model(), _features(), cfg, tmp_path, seed=0).refit_epochs is None
+
+
+def test_keep_raw_adds_the_unnormalised_channels_first():
+    rng = np.random.default_rng(1)
+    data = (3.0 * rng.normal(size=(64, 2)) + 5.0).astype(np.float32)
+    splits = DatasetSplits("t", ("a",), (Recording("train/0", 0, data),), (), (), 2, "split_factor")
+    cfg = FeatureConfig(feature_extraction_name=RAW, frame_normalization="dc_remove",
+                        frame_normalization_keep_raw=True, normalize=False)
+    x = extract_features(splits, cfg).x_train
+    assert x.shape == (1, 4, 64)
+    np.testing.assert_allclose(x[0, :2], data.T, rtol=1e-6)
+    np.testing.assert_allclose(x[0, 2:], data.T - data.T.mean(axis=1, keepdims=True), atol=1e-5)
+    assert resolve_plan(cfg).transforms == ("RAW_FE", "DC_REMOVE", "CONCAT")
+
+
+def test_ema_weights_are_validated_and_delivered():
+    from tinyml_torchmodelopt.train import FitSettings, _EmaModel, fit
+    feats = _features()
+    x, y = torch.from_numpy(feats.x_train), torch.from_numpy(feats.y_train)
+    xv, yv = torch.from_numpy(feats.x_val), torch.from_numpy(feats.y_val)
+    model = _model()
+    ema = _EmaModel(model, 0.5)
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model)      # warm-up: d = min(0.5, 2 / 11)
+    d = 2 / 11
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(ema.module.state_dict()[name], d * before[name] + (1 - d) * p.detach(), rtol=1e-6)
+    settings = FitSettings(epochs=4, batch_size=8, ema_decay=0.9, seed=0)
+    result = fit(model, x, y, xv, yv, settings)
+    assert len(result.history) == 4 and 0 <= result.best_val_accuracy <= 1
+    assert all(not p.requires_grad or p.grad is not None for p in model.parameters())
+    assert fit_settings(dataclasses.replace(TrainingConfig(), ema_decay=0.99), 0).ema_decay == 0.99
