@@ -116,24 +116,3 @@ def test_keep_raw_adds_the_unnormalised_channels_first():
     np.testing.assert_allclose(x[0, 2:], data.T - data.T.mean(axis=1, keepdims=True), atol=1e-5)
     assert resolve_plan(cfg).transforms == ("RAW_FE", "DC_REMOVE", "CONCAT")
 
-
-def test_ema_weights_are_validated_and_delivered():
-    from tinyml_torchmodelopt.train import FitSettings, _EmaModel, fit
-    feats = _features()
-    x, y = torch.from_numpy(feats.x_train), torch.from_numpy(feats.y_train)
-    xv, yv = torch.from_numpy(feats.x_val), torch.from_numpy(feats.y_val)
-    model = _model()
-    ema = _EmaModel(model, 0.5)
-    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(1.0)
-    ema.update(model)      # warm-up: d = min(0.5, 2 / 11)
-    d = 2 / 11
-    for name, p in model.named_parameters():
-        np.testing.assert_allclose(ema.module.state_dict()[name], d * before[name] + (1 - d) * p.detach(), rtol=1e-6)
-    settings = FitSettings(epochs=4, batch_size=8, ema_decay=0.9, seed=0)
-    result = fit(model, x, y, xv, yv, settings)
-    assert len(result.history) == 4 and 0 <= result.best_val_accuracy <= 1
-    assert all(not p.requires_grad or p.grad is not None for p in model.parameters())
-    assert fit_settings(dataclasses.replace(TrainingConfig(), ema_decay=0.99), 0).ema_decay == 0.99

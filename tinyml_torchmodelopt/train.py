@@ -30,7 +30,6 @@ class FitSettings:
     augment_shift: float = 0.0        # max random circular shift, as a fraction of L
     augment_noise: float = 0.0        # std of additive Gaussian noise (features are standardised)
     grad_clip: float = 5.0
-    ema_decay: float = 0.0            # > 0: validate and keep an exponential moving average of the weights
     seed: int = 0
     device: str = "cpu"
 
@@ -110,28 +109,6 @@ def _augment(xb: torch.Tensor, settings: FitSettings, generator: torch.Generator
     return xb
 
 
-class _EmaModel:
-    """Exponential moving average of a model's parameters and buffers (BatchNorm
-    statistics), with the usual warm-up ``min(decay, (1 + t) / (10 + t))``."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.module = copy.deepcopy(model)
-        for p in self.module.parameters():
-            p.requires_grad_(False)
-        self.decay, self.updates = decay, 0
-
-    @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        source = dict(model.state_dict())
-        for name, value in self.module.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_(source[name].detach(), alpha=1 - d)
-            else:
-                value.copy_(source[name])
-
-
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
         y_val: torch.Tensor, settings: FitSettings,
         on_epoch: Optional[Callable[[EpochRecord], None]] = None) -> FitResult:
@@ -152,7 +129,6 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
     scheduler = make_scheduler(optimizer, settings, steps)
     criterion = nn.CrossEntropyLoss(label_smoothing=settings.label_smoothing)
 
-    ema = _EmaModel(model, settings.ema_decay) if settings.ema_decay > 0 else None
     history: list[EpochRecord] = []
     best = (-1.0, math.inf)
     best_epoch, best_state, since_best, stopped = 0, None, 0, False
@@ -172,12 +148,10 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
             nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
             optimizer.step()
             scheduler.step()
-            if ema is not None:
-                ema.update(model)
             loss_sum += loss.item() * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
-        val_loss, val_acc = evaluate(ema.module if ema is not None else model, x_val, y_val)
+        val_loss, val_acc = evaluate(model, x_val, y_val)
         record = EpochRecord(epoch, loss_sum / seen, correct / seen, val_loss, val_acc,
                              optimizer.param_groups[0]["lr"])
         history.append(record)
@@ -187,14 +161,12 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
         if score > (best[0], -best[1]):
             best = (score[0], -score[1])
             best_epoch, since_best = epoch, 0
-            best_state = copy.deepcopy((ema.module if ema is not None else model).state_dict())
+            best_state = copy.deepcopy(model.state_dict())
         else:
             since_best += 1
             if settings.early_stopping_patience and since_best >= settings.early_stopping_patience:
                 stopped = True
                 break
-    if best_state is None and ema is not None:
-        best_state = ema.module.state_dict()
     if best_state is not None:
         model.load_state_dict(best_state)
     best_val = history[best_epoch - 1].val_accuracy if history else float("nan")

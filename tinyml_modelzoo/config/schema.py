@@ -95,8 +95,6 @@ class TrainingConfig:
     label_smoothing: float = opt(0.1, "Label smoothing of the cross-entropy loss.", min=0, max=0.5)
     early_stopping_patience: Optional[int] = opt(20, "Stop after this many epochs without validation gain "
                                                 "(empty: never stop early).", min=1)
-    ema_decay: float = opt(0.0, "Keep an exponential moving average of the weights (decay per step, e.g. 0.99) "
-                           "and validate and deliver it instead of the raw weights (0: off).", min=0, max=0.9999)
     refit_on_validation: bool = opt(False, "After training, train again from the same initial weights on train + "
                                     "validation for the best epoch count (validation accuracy then no longer "
                                     "measures the final model).")
