@@ -52,7 +52,8 @@ def test_written_folder_loads_as_one_example_per_file(name, tmp_path):
     n = len(features.y_train) + len(features.y_val) + len(features.y_test)
     assert n == len(recs)                                    # frame = series length: one file, one example
     length = recs[0][1].shape[0]
-    assert features.in_channels == len(DATASETS[name].channels)
+    raw = "_RAW_" in DATASETS[name].feature_extraction_name      # raw + per-frame normalised channels
+    assert features.in_channels == len(DATASETS[name].channels) * (2 if raw else 1)
     assert features.in_length == length
     assert list(features.class_names) == classes
     assert (tmp_path / "run" / "dataset" / "instances_test_list.txt").is_file()

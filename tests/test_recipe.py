@@ -42,8 +42,9 @@ def test_frame_normalization_goes_before_concat_of_time_domain_plans_only():
     assert plan(RAW, "dc_remove") == ("RAW_FE", "DC_REMOVE", "CONCAT")
     spectral = "Generic_128Input_FFTBIN_16Feature_1Frame"
     assert plan(spectral, "normalize") == plan(spectral, "none")                  # spectra untouched
-    assert plan("Custom_x", "normalize", feat_ext_transform=["RAW_FE", "NORMALIZE"], frame_size=64) == \
-        ("RAW_FE", "NORMALIZE")                                                   # not twice
+    assert plan("Custom_x", "normalize", feat_ext_transform=["RAW_FE", "CONCAT"], frame_size=64) == \
+        ("RAW_FE", "CONCAT")                                                      # a list is used as written
+    assert FeatureConfig().frame_normalization == "normalize" and FeatureConfig().frame_normalization_keep_raw
 
 
 def test_frame_normalization_removes_offset_and_gain_of_each_recording():
@@ -53,7 +54,7 @@ def test_frame_normalization_removes_offset_and_gain_of_each_recording():
                  for i, (g, o) in enumerate([(1.0, 0.0), (3.0, 5.0), (0.2, -7.0)]))
     splits = DatasetSplits("t", ("a",), recs, (), (), 2, "split_factor")
     x = extract_features(splits, FeatureConfig(feature_extraction_name=RAW, frame_normalization="normalize",
-                                               normalize=False)).x_train
+                                               frame_normalization_keep_raw=False, normalize=False)).x_train
     np.testing.assert_allclose(x[1], x[0], atol=1e-5)
     np.testing.assert_allclose(x[2], x[0], atol=1e-5)
     np.testing.assert_allclose(x.mean(axis=-1), 0, atol=1e-5)

@@ -66,13 +66,14 @@ class FeatureConfig:
     scale: Optional[float] = opt(None, "Multiply features by this after extraction.")
     offset: Optional[float] = opt(None, "Add this to features after scaling.")
     normalize: bool = opt(True, "Standardise features with mean/std of the training split.")
-    frame_normalization: str = opt("none", "Per-frame normalisation of time-domain features (RAW presets and "
-                                   "Custom lists without FFT_FE), added before CONCAT: 'dc_remove' subtracts "
+    frame_normalization: str = opt("normalize", "Per-frame normalisation of time-domain features (RAW presets; "
+                                   "a feat_ext_transform list is used as written), added before CONCAT: "
+                                   "'dc_remove' subtracts "
                                    "each frame's mean per channel, 'normalize' also divides by its std "
                                    "(removes per-recording offsets and gains; the device must do the same, "
-                                   "see docs/deployment.md). Ignored for spectral features.",
+                                   "see docs/feature_extraction.md). Ignored for spectral features.",
                                    choices=FRAME_NORMALIZATIONS)
-    frame_normalization_keep_raw: bool = opt(False, "With frame_normalization: keep the un-normalised channels too "
+    frame_normalization_keep_raw: bool = opt(True, "With frame_normalization: keep the un-normalised channels too "
                                              "(C inputs become 2C: C raw, then C normalised), so levels that "
                                              "carry information (gravity, sag/swell) survive.")
 

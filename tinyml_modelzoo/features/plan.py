@@ -118,7 +118,8 @@ def resolve_plan(cfg: FeatureConfig) -> FeaturePlan:
         raise UserError(f"{KEY}.{missing}: required for {plan.name!r} (a Custom_* preset); e.g. "
                         "feat_ext_transform: [FFT_FE, FFT_POS_HALF, ABS, BINNING, LOG_DB], frame_size: 256, "
                         "feature_size_per_frame: 32")
-    plan = _with_frame_normalization(plan, cfg.frame_normalization, cfg.frame_normalization_keep_raw)
+    if cfg.feat_ext_transform is None:  # an explicit transform list is used as written
+        plan = _with_frame_normalization(plan, cfg.frame_normalization, cfg.frame_normalization_keep_raw)
     if plan.stride_size is None:
         spectral = "FFT_FE" in plan.transforms
         plan = dataclasses.replace(plan, stride_size=DEFAULT_STRIDE["SPECTRAL" if spectral else "RAW"])
