@@ -1,19 +1,13 @@
-"""Training recipe defaults for small data: batch-size rule, refit on train + validation,
-per-frame normalisation of time-domain features."""
+"""Defaults for small data: the batch-size rule and per-frame normalisation of time-domain features."""
 from __future__ import annotations
-
-import dataclasses
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 
 from tinyml_modelzoo.config.schema import FeatureConfig, TrainingConfig
 from tinyml_modelzoo.datasets import DatasetSplits, Recording
 from tinyml_modelzoo.features import extract_features, resolve_plan
 from tinyml_modelzoo.recipe import auto_batch_size, batch_size, fit_settings
-from tinyml_modelzoo.zoo.spec import Conv, GlobalAvgPool, ModelSpec, build_model
 
 RAW = "Generic_64Input_RAW_64Feature_1Frame"
 
@@ -59,50 +53,6 @@ def test_frame_normalization_removes_offset_and_gain_of_each_recording():
     np.testing.assert_allclose(x[2], x[0], atol=1e-5)
     np.testing.assert_allclose(x.mean(axis=-1), 0, atol=1e-5)
     np.testing.assert_allclose(x.std(axis=-1), 1, atol=1e-4)
-
-
-# ---------------------------------------------------------------- refit on train + validation
-
-def _features(n_train=24, n_val=12, seed=0):
-    rng = np.random.default_rng(seed)
-
-    def part(n):
-        y = np.arange(n) % 2
-        x = rng.normal(size=(n, 1, 32)).astype(np.float32) + y[:, None, None].astype(np.float32)
-        return x, y.astype(np.int64)
-    (xt, yt), (xv, yv) = part(n_train), part(n_val)
-    return SimpleNamespace(x_train=xt, y_train=yt, x_val=xv, y_val=yv, transforms=("RAW_FE", "CONCAT"))
-
-
-def _model():
-    torch.manual_seed(0)
-    return build_model(ModelSpec((Conv(4, 3), GlobalAvgPool())), 1, 32, 2)
-
-
-def test_refit_trains_again_on_train_plus_validation(tmp_path, monkeypatch):
-    import tinyml_modelzoo.training as training
-    sizes = []
-    real_fit = training.fit
-
-    def spy(model, x_train, y_train, x_val, y_val, settings, on_epoch=None):
-        sizes.append((len(x_train), len(x_val), settings.epochs, settings.early_stopping_patience))
-        return real_fit(model, x_train, y_train, x_val, y_val, settings, on_epoch=on_epoch)
-    monkeypatch.setattr(training, "fit", spy)
-    monkeypatch.setattr(training, "_export_onnx", lambda model, features, path: (None, None))
-    cfg = dataclasses.replace(TrainingConfig(), training_epochs=12, refit_on_validation=True)
-    result = training.train(_model(), _features(), cfg, tmp_path, seed=0)
-    assert sizes[0][:2] == (24, 12)
-    assert sizes[1] == (36, 0, result.refit_epochs, None)
-    assert result.refit_epochs == min(12, max(result.best_epoch, training.REFIT_MIN_EPOCHS))
-
-
-def test_no_refit_without_validation_data_or_when_off(tmp_path, monkeypatch):
-    import tinyml_modelzoo.training as training
-    monkeypatch.setattr(training, "_export_onnx", lambda model, features, path: (None, None))
-    cfg = dataclasses.replace(TrainingConfig(), training_epochs=3, refit_on_validation=True)
-    assert training.train(_model(), _features(n_val=0), cfg, tmp_path, seed=0).refit_epochs is None
-    cfg = dataclasses.replace(cfg, refit_on_validation=False)
-    assert training.train(_model(), _features(), cfg, tmp_path, seed=0).refit_epochs is None
 
 
 def test_keep_raw_adds_the_unnormalised_channels_first():

@@ -193,7 +193,7 @@ def _train(config: Config, run: RunDir, choice: ModelChoice, features) -> dict:
     record = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
               "epochs_run": result.epochs_run, "seconds": round(result.seconds, 3),
               "weights_path": result.weights_path, "onnx_path": result.onnx_path,
-              "onnx_max_abs_diff": result.onnx_max_abs_diff, "refit_epochs": result.refit_epochs}
+              "onnx_max_abs_diff": result.onnx_max_abs_diff}
     run.mark_finished("training", record)
     return record
 

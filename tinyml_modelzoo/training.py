@@ -6,8 +6,6 @@ Writes ``training/`` : ``model.pt`` (state dict of the best epoch),
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -25,7 +23,6 @@ from .progress import progress
 from .recipe import fit_settings, is_time_domain
 
 log = logging.getLogger("tinyml_modelzoo")
-REFIT_MIN_EPOCHS = 10
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,6 @@ class TrainResult:
     weights_path: str
     onnx_path: str | None
     onnx_max_abs_diff: float | None
-    refit_epochs: int | None = None   # epochs of the train + validation refit (None: no refit)
 
 
 def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: int) -> TrainResult:
@@ -53,27 +49,12 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
                  record.epoch, settings.epochs, record.train_loss, record.train_accuracy, record.val_loss,
                  record.val_accuracy, record.learning_rate)
 
-    refit = cfg.refit_on_validation and len(x_val) > 0
-    initial_state = copy.deepcopy(model.state_dict()) if refit else None
     start = time.perf_counter()
     with progress(settings.epochs, "training") as advance:
         result = fit(model, x_train, y_train, x_val, y_val, settings, on_epoch=on_epoch)
-    log.info("best epoch %d: val acc %.3f", result.best_epoch, result.best_val_accuracy)
-    refit_epochs = None
-    if refit:
-        # Same recipe from the same initial weights on train + val; the first fit found how
-        # long to train (its best epoch), the refit runs a full schedule of that length.
-        refit_epochs = min(settings.epochs, max(result.best_epoch, REFIT_MIN_EPOCHS))
-        model.load_state_dict(initial_state)
-        refit_settings = dataclasses.replace(settings, epochs=refit_epochs, early_stopping_patience=None)
-        x_all, y_all = torch.cat([x_train, x_val]), torch.cat([y_train, y_val])
-        empty_x, empty_y = x_val[:0], y_val[:0]
-        log.info("refit on train + validation (%d examples) for %d epochs", len(y_all), refit_epochs)
-        with progress(refit_epochs, "refit") as advance:
-            fit(model, x_all, y_all, empty_x, empty_y, refit_settings, on_epoch=lambda record: advance())
     seconds = time.perf_counter() - start
     model.to("cpu").eval()
-    log.info("training done (%.1f s)", seconds)
+    log.info("best epoch %d: val acc %.3f (%.1f s)", result.best_epoch, result.best_val_accuracy, seconds)
 
     weights = out_dir / "model.pt"
     torch.save(model.state_dict(), weights)
@@ -81,7 +62,7 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
     plot_training_curves(result.history, out_dir / "training_curves.png")
     onnx_path, diff = _export_onnx(model, features, out_dir / "model.onnx")
     return TrainResult(result.best_epoch, result.best_val_accuracy, len(result.history), seconds, str(weights),
-                       onnx_path, diff, refit_epochs)
+                       onnx_path, diff)
 
 
 def _write_history(history, path: Path) -> None:

@@ -96,9 +96,6 @@ class TrainingConfig:
     label_smoothing: float = opt(0.1, "Label smoothing of the cross-entropy loss.", min=0, max=0.5)
     early_stopping_patience: Optional[int] = opt(20, "Stop after this many epochs without validation gain "
                                                 "(empty: never stop early).", min=1)
-    refit_on_validation: bool = opt(False, "After training, train again from the same initial weights on train + "
-                                    "validation for the best epoch count (validation accuracy then no longer "
-                                    "measures the final model).")
     augment_shift: Optional[float] = opt(None, "Random time-shift augmentation as a fraction of the input length "
                                          "(default: 0.1 for raw time-domain features, 0 for spectra).", min=0, max=0.5)
     augment_noise: float = opt(0.1, "Std of Gaussian noise added to (standardised) inputs during training.", min=0)
