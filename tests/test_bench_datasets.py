@@ -57,3 +57,15 @@ def test_written_folder_loads_as_one_example_per_file(name, tmp_path):
     assert features.in_length == length
     assert list(features.class_names) == classes
     assert (tmp_path / "run" / "dataset" / "instances_test_list.txt").is_file()
+
+
+def test_benchmark_reads_the_run_folder_this_run_wrote(tmp_path):
+    import os
+
+    from bench_accuracy import _newest_run_dir
+    run = tmp_path / "DARTS_t"
+    assert _newest_run_dir(run) == run                       # nothing there yet
+    for i, name in enumerate(("DARTS_t", "DARTS_t-2", "DARTS_tx", "DARTS_t_other")):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    assert _newest_run_dir(run) == tmp_path / "DARTS_t-2"     # not DARTS_tx / DARTS_t_other
