@@ -87,8 +87,8 @@ class TrainingConfig:
     model_name: str = opt("CLS_1k_NPU", "Zoo model name, 'auto' (multi-trial NAS) or 'NAS_result'.")
     model_spec_path: Optional[str] = opt(None, "best_model_spec.yaml to retrain with model_name 'NAS_result'.")
     training_epochs: int = opt(60, "Epochs of training.", min=1)
-    batch_size: Optional[int] = opt(16, "Mini-batch size (small sets of tens of recordings need small batches; "
-                                    "empty: clip(training examples // 8, 8, 64)).", min=1)
+    batch_size: Optional[int] = opt(None, "Mini-batch size; empty (default): clip(training examples // 8, 8, 64), "
+                                    "about 8 steps per epoch (tens of recordings need small batches).", min=1)
     learning_rate: float = opt(0.01, "Initial learning rate.", min=0)
     optimizer: str = opt("adamw", "Optimizer.", choices=("adam", "adamw", "sgd"))
     weight_decay: float = opt(1e-3, "Weight decay.", min=0)
