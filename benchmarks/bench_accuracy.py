@@ -175,6 +175,15 @@ def npu_check(run_dir: Path, summary: dict) -> str:
         return f"? ({type(exc).__name__})"
 
 
+def _newest_run_dir(run_dir: Path) -> Path:
+    """The pipeline never reuses a run folder: when ``<run_name>`` exists (an earlier,
+    e.g. interrupted, run with the same tag) it writes ``<run_name>-2``, ``-3``, ...
+    Read the folder this run wrote, not the stale one."""
+    candidates = [p for p in run_dir.parent.glob(run_dir.name + "*")
+                  if p.name == run_dir.name or p.name[len(run_dir.name):].lstrip("-").isdigit()]
+    return max(candidates, key=lambda p: p.stat().st_mtime) if candidates else run_dir
+
+
 def run_pipeline(name: str, method: str, data_dir: Path, out: Path, tag: str, seed: int, overrides: list[str],
                  threads: int, timeout: int) -> tuple[Row, Path]:
     run_name = f"{method}_{tag}"
@@ -201,6 +210,7 @@ def run_pipeline(name: str, method: str, data_dir: Path, out: Path, tag: str, se
         row.seconds, row.status = time.time() - t0, f"timeout {timeout}s"
         return row, run_dir
     row.seconds = round(time.time() - t0, 1)
+    run_dir = _newest_run_dir(run_dir)
     summary_path = run_dir / "summary.json"
     if proc.returncode != 0 or not summary_path.is_file():
         lines = proc.stderr.strip().splitlines() or ["?"]

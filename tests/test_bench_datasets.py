@@ -52,7 +52,20 @@ def test_written_folder_loads_as_one_example_per_file(name, tmp_path):
     n = len(features.y_train) + len(features.y_val) + len(features.y_test)
     assert n == len(recs)                                    # frame = series length: one file, one example
     length = recs[0][1].shape[0]
-    assert features.in_channels == len(DATASETS[name].channels)
+    raw = "_RAW_" in DATASETS[name].feature_extraction_name      # raw + per-frame normalised channels
+    assert features.in_channels == len(DATASETS[name].channels) * (2 if raw else 1)
     assert features.in_length == length
     assert list(features.class_names) == classes
     assert (tmp_path / "run" / "dataset" / "instances_test_list.txt").is_file()
+
+
+def test_benchmark_reads_the_run_folder_this_run_wrote(tmp_path):
+    import os
+
+    from bench_accuracy import _newest_run_dir
+    run = tmp_path / "DARTS_t"
+    assert _newest_run_dir(run) == run                       # nothing there yet
+    for i, name in enumerate(("DARTS_t", "DARTS_t-2", "DARTS_tx", "DARTS_t_other")):
+        (tmp_path / name).mkdir()
+        os.utime(tmp_path / name, (1000 + i, 1000 + i))
+    assert _newest_run_dir(run) == tmp_path / "DARTS_t-2"     # not DARTS_tx / DARTS_t_other

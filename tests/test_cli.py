@@ -137,6 +137,6 @@ def test_real_data_trains_with_yaml_edit_only(capsys, tmp_path, dataset):
     summary_path = next((tmp_path / "runs").rglob("summary.json"))
     summary = json.loads(summary_path.read_text())
     assert summary["status"] == "success"
-    assert summary["dataset"]["input_shape"] == [2, 128]
+    assert summary["dataset"]["input_shape"] == [4, 128]      # 2 raw + 2 per-frame normalised channels
     assert 0 <= summary["test"]["accuracy"] <= 1
     assert not (summary_path.parent / "INCOMPLETE").exists()

@@ -156,7 +156,7 @@ def test_log_db_of_raw_negative_values_reports_the_example():
 
 def test_normalisation_uses_the_training_split_only():
     train = [(0, noise(512, 2, 1)), (1, noise(512, 2, 2) * 3 + 1)]
-    cfg = FeatureConfig()
+    cfg = FeatureConfig(frame_normalization="none")
     one = extract_features(splits_of(train, val=[(0, noise(256, 2, 3))], test=[(1, noise(512, 2, 4))]), cfg)
     changed_test = [(1, noise(512, 2, 5) * 100 + 50)]
     two = extract_features(splits_of(train, val=[(0, noise(256, 2, 3))], test=changed_test), cfg)
@@ -166,7 +166,7 @@ def test_normalisation_uses_the_training_split_only():
     np.testing.assert_allclose(one.x_train.mean(axis=(0, 2)), 0, atol=1e-5)
     np.testing.assert_allclose(one.x_train.std(axis=(0, 2)), 1, atol=1e-4)
     np.testing.assert_allclose(one.x_test[0], (noise(512, 2, 4).T[:, :256] - one.mean) / one.std, atol=1e-4)
-    off = extract_features(splits_of(train), FeatureConfig(normalize=False))
+    off = extract_features(splits_of(train), FeatureConfig(normalize=False, frame_normalization="none"))
     assert off.mean is None and off.std is None
 
 
@@ -186,7 +186,7 @@ def test_split_with_only_short_recordings_is_a_user_error():
 
 def test_empty_val_split_gives_empty_arrays():
     fs = extract_features(splits_of([(0, noise(512)), (1, noise(512))]), FeatureConfig())
-    assert fs.x_val.shape == (0, 1, 256) and fs.y_val.shape == (0,) and fs.ids_val == ()
+    assert fs.x_val.shape == (0, 2, 256) and fs.y_val.shape == (0,) and fs.ids_val == ()
 
 
 # ---------------------------------------------------------------- hello_world end to end
@@ -196,7 +196,7 @@ def test_hello_world_is_learnable_by_a_1k_cnn():
     torch.set_num_threads(1)
     splits = load_dataset(DatasetConfig(hello_world_files_per_class=24), 0, Path("."), None)
     fs = extract_features(splits, FeatureConfig())
-    assert (fs.in_channels, fs.in_length, fs.num_classes) == (1, 256, 4)
+    assert (fs.in_channels, fs.in_length, fs.num_classes) == (2, 256, 4)      # raw + frame-normalised
     spec = ModelSpec((Conv(8, 5, stride=2), MaxPool(2), Conv(16, 5, stride=2), MaxPool(2), Conv(16, 3),
                       GlobalAvgPool()))
     model = build_model(spec, fs.in_channels, fs.in_length, fs.num_classes)

@@ -11,7 +11,8 @@ from tinyml_modelzoo.config.presets import DARTS_PRESETS
 from tinyml_modelzoo.devices import get_device
 from tinyml_modelzoo.nas_stage import darts_settings, pareto_rows
 
-FEATURES = SimpleNamespace(num_classes=3, in_channels=1, in_length=64, y_val=list(range(100)))
+FEATURES = SimpleNamespace(num_classes=3, in_channels=1, in_length=64, y_train=list(range(300)),
+                           y_val=list(range(100)))
 
 
 @pytest.mark.parametrize("preset", list(DARTS_PRESETS))
@@ -24,6 +25,18 @@ def test_every_preset_is_accepted_and_rounded_for_the_npu(preset):
     assert "avg_pool_3x1" not in npu.primitives
     plain = darts_settings(FEATURES, cfg, 0, get_device("F2837"))
     assert plain.init_channels == row.init_channels and "avg_pool_3x1" in plain.primitives
+
+
+def test_preset_s_searches_in_budget_mode_unless_the_config_says_otherwise():
+    def settings(**training):
+        cfg = config_from_dict({"training": {"nas_enabled": True, **training}}).training
+        return darts_settings(FEATURES, cfg, 0, get_device("F28P55"))
+    assert settings().target_params == 4000 and settings().penalty_mode == "Memory"
+    assert settings(nas_model_size="s").target_params == 4000
+    assert settings(nas_target_params=2500).target_params == 2500
+    assert settings(nas_penalty_weight=0.5).target_params is None
+    assert settings(nas_target_macs=50000).target_params is None
+    assert settings(nas_model_size="m").target_params is None
 
 
 def test_custom_keys_override_the_preset():

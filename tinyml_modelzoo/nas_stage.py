@@ -29,10 +29,14 @@ from .devices import DeviceInfo, estimate_latency_us
 from .model_specs import write_spec_file
 from .plots import plot_alpha_evolution, plot_darts_pareto
 from .progress import progress
+from .recipe import batch_size
 
 log = logging.getLogger("tinyml_modelzoo")
 CHECKPOINT = "search_checkpoint.pt"
 DEFAULT_PENALTY_WEIGHT = 0.5
+# Budget mode by default where a preset has a row here and the config sets no penalty
+# weight and no target: preset s lands at ~4k parameters (F28P55 NPU, small data).
+DEFAULT_TARGET_PARAMS = {"s": 4000}
 
 
 @dataclass(frozen=True)
@@ -46,13 +50,18 @@ def round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def arch_learning_rate(cfg: TrainingConfig, num_val: int) -> float:
+def search_batch_size(cfg: TrainingConfig, num_train: int) -> int:
+    """``nas_batch_size``, else the training batch size (its data-size rule when empty)."""
+    return cfg.nas_batch_size or batch_size(cfg, num_train)
+
+
+def arch_learning_rate(cfg: TrainingConfig, num_val: int, num_train: int | None = None) -> float:
     """DARTS' 3e-4 moves alphas by a few hundredths on a small dataset: the softmax
     stays near uniform and the derived genotype is noise. Scale the rate with the
     number of alpha updates instead, so the search can move them by ~2 logits."""
     if cfg.nas_arch_learning_rate is not None:
         return cfg.nas_arch_learning_rate
-    batch = cfg.nas_batch_size or cfg.batch_size
+    batch = search_batch_size(cfg, num_train)
     updates = cfg.nas_epochs * max(1, -(-num_val // batch))
     return min(3e-2, max(1e-3, 2.0 / updates))
 
@@ -65,6 +74,9 @@ def darts_settings(features, cfg: TrainingConfig, seed: int, device: DeviceInfo)
         if getattr(cfg, key) is not None:
             values[field] = getattr(cfg, key)
     values["fanout_concat"] = min(values["fanout_concat"], values["nodes_per_layer"])
+    target_params = cfg.nas_target_params
+    if target_params is None and cfg.nas_target_macs is None and cfg.nas_penalty_weight is None:
+        target_params = DEFAULT_TARGET_PARAMS.get(cfg.nas_model_size or DEFAULT_DARTS_PRESET)
     channels = values["init_channels"]
     if device.has_npu:
         # NPU convs need channel counts in multiples of 4; C multiple of 4 makes every
@@ -75,10 +87,10 @@ def darts_settings(features, cfg: TrainingConfig, seed: int, device: DeviceInfo)
         in_channels=features.in_channels, with_input_batchnorm=True, nodes_per_layer=values["nodes_per_layer"],
         multiplier=values["fanout_concat"], stem_multiplier=values["init_channel_multiplier"],
         primitives=tuple(PRIMITIVES_CNN_NPU if device.has_npu else PRIMITIVES_CNN), epochs=cfg.nas_epochs,
-        arch_learning_rate=arch_learning_rate(cfg, len(features.y_val)),
+        arch_learning_rate=arch_learning_rate(cfg, len(features.y_val), len(features.y_train)),
         unrolled=cfg.nas_unrolled, optimization_mode=cfg.nas_optimization_mode,
         penalty_weight=cfg.nas_penalty_weight if cfg.nas_penalty_weight is not None else DEFAULT_PENALTY_WEIGHT,
-        target_params=cfg.nas_target_params, target_macs=cfg.nas_target_macs,
+        target_params=target_params, target_macs=cfg.nas_target_macs,
         beta_decay=cfg.nas_beta_decay or 0.0, seed=seed,
         device="cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu")
 
@@ -96,7 +108,7 @@ def run_darts(features, cfg: TrainingConfig, common: CommonConfig, device: Devic
         from .errors import UserError
         raise UserError("DARTS needs a validation split to learn architecture weights; "
                         "give dataset.split_factor a validation share > 0 (e.g. [0.6, 0.2, 0.2])")
-    batch = cfg.nas_batch_size or cfg.batch_size
+    batch = search_batch_size(cfg, len(features.y_train))
     train_loader = _loader(features.x_train, features.y_train, batch, common.seed)
     valid_loader = _loader(features.x_val, features.y_val, batch, common.seed + 1)
     log.info("DARTS search: %d cells, %d nodes, C=%d, stem x%d, fanout %d, %s mode, %s, %d epochs",

@@ -21,15 +21,32 @@ def select_device(cfg: TrainingConfig) -> str:
     return "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
+AUTO_BATCH_MIN, AUTO_BATCH_MAX, AUTO_BATCH_DIVISOR = 8, 64, 8
+
+
+def auto_batch_size(num_train: int) -> int:
+    """Batch size for ``num_train`` training examples: about 8 steps per epoch,
+    clipped to [8, 64] (tens of recordings need small batches; thousands of windows
+    do not need hundreds of steps per epoch)."""
+    return int(min(AUTO_BATCH_MAX, max(AUTO_BATCH_MIN, num_train // AUTO_BATCH_DIVISOR)))
+
+
+def batch_size(cfg: TrainingConfig, num_train: Optional[int]) -> int:
+    """``training.batch_size``, or the data-size rule when it is empty (None)."""
+    if cfg.batch_size is not None:
+        return cfg.batch_size
+    return auto_batch_size(num_train) if num_train is not None else AUTO_BATCH_MAX // 4
+
+
 def fit_settings(cfg: TrainingConfig, seed: int, *, time_domain: bool = True, epochs: Optional[int] = None,
-                 early_stopping: bool = True) -> FitSettings:
+                 early_stopping: bool = True, num_train: Optional[int] = None) -> FitSettings:
     """Config values plus the augmentation defaults tuned for small sensor sets.
 
     Shifting in time is a label-preserving change only for time-domain inputs; a
     spectrum shifted along L would be a different signal, so it is off for those.
     """
     shift = cfg.augment_shift if cfg.augment_shift is not None else (0.1 if time_domain else 0.0)
-    return FitSettings(epochs=epochs or cfg.training_epochs, batch_size=cfg.batch_size,
+    return FitSettings(epochs=epochs or cfg.training_epochs, batch_size=batch_size(cfg, num_train),
                        learning_rate=cfg.learning_rate, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
                        lr_scheduler=cfg.lr_scheduler, label_smoothing=cfg.label_smoothing,
                        early_stopping_patience=cfg.early_stopping_patience if early_stopping else None,

@@ -39,7 +39,7 @@ class TrainResult:
 def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: int) -> TrainResult:
     """Train ``model`` in place on ``features`` (a FeatureSet); leave the best-validation weights in it."""
     torch.manual_seed(seed)
-    settings = fit_settings(cfg, seed, time_domain=is_time_domain(features))
+    settings = fit_settings(cfg, seed, time_domain=is_time_domain(features), num_train=len(features.y_train))
     x_train, y_train = torch.from_numpy(features.x_train), torch.from_numpy(features.y_train)
     x_val, y_val = torch.from_numpy(features.x_val), torch.from_numpy(features.y_val)
 

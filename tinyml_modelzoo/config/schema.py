@@ -46,6 +46,9 @@ class DatasetConfig:
     hello_world_files_per_class: int = opt(40, "Recordings per class of the built-in hello_world dataset.", min=3)
 
 
+FRAME_NORMALIZATIONS = ("none", "dc_remove", "normalize")
+
+
 @dataclass(frozen=True)
 class FeatureConfig:
     feature_extraction_name: str = opt("Generic_256Input_RAW_256Feature_1Frame",
@@ -63,6 +66,16 @@ class FeatureConfig:
     scale: Optional[float] = opt(None, "Multiply features by this after extraction.")
     offset: Optional[float] = opt(None, "Add this to features after scaling.")
     normalize: bool = opt(True, "Standardise features with mean/std of the training split.")
+    frame_normalization: str = opt("normalize", "Per-frame normalisation of time-domain features (RAW presets; "
+                                   "a feat_ext_transform list is used as written), added before CONCAT: "
+                                   "'dc_remove' subtracts "
+                                   "each frame's mean per channel, 'normalize' also divides by its std "
+                                   "(removes per-recording offsets and gains; the device must do the same, "
+                                   "see docs/feature_extraction.md). Ignored for spectral features.",
+                                   choices=FRAME_NORMALIZATIONS)
+    frame_normalization_keep_raw: bool = opt(True, "With frame_normalization: keep the un-normalised channels too "
+                                             "(C inputs become 2C: C raw, then C normalised), so levels that "
+                                             "carry information (gravity, sag/swell) survive.")
 
 
 NAS_PRESETS = ("s", "m", "l", "xl", "xxl")
@@ -74,7 +87,8 @@ class TrainingConfig:
     model_name: str = opt("CLS_1k_NPU", "Zoo model name, 'auto' (multi-trial NAS) or 'NAS_result'.")
     model_spec_path: Optional[str] = opt(None, "best_model_spec.yaml to retrain with model_name 'NAS_result'.")
     training_epochs: int = opt(60, "Epochs of training.", min=1)
-    batch_size: int = opt(16, "Mini-batch size (small sets of tens of recordings need small batches).", min=1)
+    batch_size: Optional[int] = opt(None, "Mini-batch size; empty (default): clip(training examples // 8, 8, 64), "
+                                    "about 8 steps per epoch (tens of recordings need small batches).", min=1)
     learning_rate: float = opt(0.01, "Initial learning rate.", min=0)
     optimizer: str = opt("adamw", "Optimizer.", choices=("adam", "adamw", "sgd"))
     weight_decay: float = opt(1e-3, "Weight decay.", min=0)
@@ -97,8 +111,11 @@ class TrainingConfig:
     nas_init_channel_multiplier: Optional[int] = opt(None, "Stem channel multiplier.", min=1)
     nas_fanout_concat: Optional[int] = opt(None, "Nodes concatenated into a cell's output.", min=1)
     nas_unrolled: bool = opt(False, "Second-order (unrolled) architecture updates.")
-    nas_penalty_weight: Optional[float] = opt(None, "Weight of the Memory/Compute penalty.", min=0)
-    nas_target_params: Optional[int] = opt(None, "Budget mode: aim the found model at this many parameters.", min=1)
+    nas_penalty_weight: Optional[float] = opt(None, "Weight of the Memory/Compute penalty (default 0.5; setting it "
+                                              "turns the preset-s default budget off).", min=0)
+    nas_target_params: Optional[int] = opt(None, "Budget mode: aim the found model at this many parameters "
+                                           "(default: 4000 for preset s when no penalty weight or MAC target is "
+                                           "set; other presets use the penalty weight).", min=1)
     nas_target_macs: Optional[int] = opt(None, "Budget mode: aim the found model at this many MACs.", min=1)
     nas_beta_decay: Optional[float] = opt(None, "beta-DARTS regularisation weight against search collapse.", min=0)
     nas_batch_size: Optional[int] = opt(32, "Batch size of the search (empty: batch_size).", min=1)

@@ -9,7 +9,7 @@ import numpy as np
 from tinyml_modelzoo.config.schema import FeatureConfig
 from tinyml_modelzoo.datasets import SPLITS, DatasetSplits, Recording
 from tinyml_modelzoo.errors import UserError
-from tinyml_modelzoo.features.plan import KEY, FeaturePlan, features_per_frame, resolve_plan
+from tinyml_modelzoo.features.plan import KEY, FeaturePlan, features_per_frame, raw_channel_plan, resolve_plan
 from tinyml_modelzoo.features.transforms import apply_transforms
 from tinyml_modelzoo.features.windows import example_frames
 
@@ -118,9 +118,14 @@ def _split_features(split: str, recordings: tuple[Recording, ...], plan: Feature
                         "use a smaller frame_size / fewer frames, or longer recordings")
     if not frames:
         length = features_per_frame(plan) * plan.num_frame_concat
-        return np.empty((0, channels, length), np.float32), np.empty(0, np.int64), ()
+        width = channels * (2 if plan.keep_raw_channels else 1)
+        return np.empty((0, width, length), np.float32), np.empty(0, np.int64), ()
     with np.errstate(all="ignore"):  # non-finite results are reported below, with the example
-        x = apply_transforms(np.concatenate(frames).astype(np.float64), plan)
+        stacked = np.concatenate(frames).astype(np.float64)
+        x = apply_transforms(stacked, plan)
+        raw_plan = raw_channel_plan(plan)
+        if raw_plan is not None:  # (N, C, K, F) -> (N, 2C, K, F): raw channels, then normalised ones
+            x = np.concatenate([apply_transforms(stacked, raw_plan), x], axis=1)
     x = x.reshape(*x.shape[:2], -1)  # CONCAT: (N, C, K, F) -> (N, C, K * F)
     x = x * (1.0 if plan.scale is None else plan.scale) + (0.0 if plan.offset is None else plan.offset)
     _check_finite(x, ids, split, plan)

@@ -62,6 +62,7 @@ class FeaturePlan:
     scale: float | None = None
     offset: float | None = None
     normalize: bool = True
+    keep_raw_channels: bool = False  # also emit the channels without the frame normalisation (C -> 2C)
 
     @property
     def window(self) -> int:
@@ -117,11 +118,41 @@ def resolve_plan(cfg: FeatureConfig) -> FeaturePlan:
         raise UserError(f"{KEY}.{missing}: required for {plan.name!r} (a Custom_* preset); e.g. "
                         "feat_ext_transform: [FFT_FE, FFT_POS_HALF, ABS, BINNING, LOG_DB], frame_size: 256, "
                         "feature_size_per_frame: 32")
+    if cfg.feat_ext_transform is None:  # an explicit transform list is used as written
+        plan = _with_frame_normalization(plan, cfg.frame_normalization, cfg.frame_normalization_keep_raw)
     if plan.stride_size is None:
         spectral = "FFT_FE" in plan.transforms
         plan = dataclasses.replace(plan, stride_size=DEFAULT_STRIDE["SPECTRAL" if spectral else "RAW"])
     features_per_frame(plan)  # raises UserError when the sizes do not fit the transforms
     return plan
+
+
+FRAME_NORMALIZATION_TRANSFORM = {"dc_remove": "DC_REMOVE", "normalize": "NORMALIZE"}
+
+
+def _with_frame_normalization(plan: FeaturePlan, mode: str, keep_raw: bool = False) -> FeaturePlan:
+    """Insert DC_REMOVE / NORMALIZE before CONCAT of a time-domain plan (no FFT_FE).
+
+    Spectral plans are left alone (their DC_REMOVE drops bin 0 and LOG_DB already
+    turns gains into offsets), and so is a plan that already has the transform.
+    ``keep_raw``: the extractor also emits the channels without it (C -> 2C).
+    """
+    name = FRAME_NORMALIZATION_TRANSFORM.get(mode)
+    if name is None or "FFT_FE" in plan.transforms or name in plan.transforms:
+        return plan
+    transforms = list(plan.transforms)
+    at = transforms.index("CONCAT") if "CONCAT" in transforms else len(transforms)
+    transforms.insert(at, name)
+    return dataclasses.replace(plan, transforms=tuple(transforms), keep_raw_channels=bool(keep_raw))
+
+
+def raw_channel_plan(plan: FeaturePlan) -> FeaturePlan | None:
+    """The plan of the extra raw channels (the frame normalisation left out), or None."""
+    if not plan.keep_raw_channels:
+        return None
+    names = FRAME_NORMALIZATION_TRANSFORM.values()
+    return dataclasses.replace(plan, transforms=tuple(t for t in plan.transforms if t not in names),
+                               keep_raw_channels=False)
 
 
 def features_per_frame(plan: FeaturePlan) -> int:

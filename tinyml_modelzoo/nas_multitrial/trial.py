@@ -189,7 +189,7 @@ class TrialObjective:
         setup = self.setup
         epochs = setup.nas.trial_epochs
         settings = fit_settings(setup.training, setup.seed + trial.number, time_domain=self.time_domain, epochs=epochs,
-                                early_stopping=False)
+                                early_stopping=False, num_train=len(self.y_train))
         best = [0.0]
         start = time.perf_counter()
 

@@ -1,0 +1,69 @@
+"""Defaults for small data: the batch-size rule and per-frame normalisation of time-domain features."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tinyml_modelzoo.config.schema import FeatureConfig, TrainingConfig
+from tinyml_modelzoo.datasets import DatasetSplits, Recording
+from tinyml_modelzoo.features import extract_features, resolve_plan
+from tinyml_modelzoo.recipe import auto_batch_size, batch_size, fit_settings
+
+RAW = "Generic_64Input_RAW_64Feature_1Frame"
+
+
+# ---------------------------------------------------------------- batch size
+
+@pytest.mark.parametrize("num_train, expected", [(10, 8), (72, 9), (120, 15), (200, 25), (512, 64), (5000, 64)])
+def test_auto_batch_size_gives_about_8_steps_clipped_to_8_64(num_train, expected):
+    assert auto_batch_size(num_train) == expected
+
+
+def test_batch_size_empty_uses_the_rule_and_a_number_wins():
+    assert batch_size(TrainingConfig(batch_size=None), 200) == 25
+    assert batch_size(TrainingConfig(batch_size=32), 200) == 32
+    assert fit_settings(TrainingConfig(batch_size=None), 0, num_train=400).batch_size == 50
+    assert fit_settings(TrainingConfig(batch_size=None), 0).batch_size == 16      # size unknown
+
+
+# ---------------------------------------------------------------- frame normalisation
+
+def test_frame_normalization_goes_before_concat_of_time_domain_plans_only():
+    def plan(name, mode, **kw):
+        return resolve_plan(FeatureConfig(feature_extraction_name=name, frame_normalization=mode, **kw)).transforms
+    assert plan(RAW, "none") == ("RAW_FE", "CONCAT")
+    assert plan(RAW, "normalize") == ("RAW_FE", "NORMALIZE", "CONCAT")
+    assert plan(RAW, "dc_remove") == ("RAW_FE", "DC_REMOVE", "CONCAT")
+    spectral = "Generic_128Input_FFTBIN_16Feature_1Frame"
+    assert plan(spectral, "normalize") == plan(spectral, "none")                  # spectra untouched
+    assert plan("Custom_x", "normalize", feat_ext_transform=["RAW_FE", "CONCAT"], frame_size=64) == \
+        ("RAW_FE", "CONCAT")                                                      # a list is used as written
+    assert FeatureConfig().frame_normalization == "normalize" and FeatureConfig().frame_normalization_keep_raw
+
+
+def test_frame_normalization_removes_offset_and_gain_of_each_recording():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(64, 2))
+    recs = tuple(Recording(f"train/{i}", 0, (g * base + o).astype(np.float32))
+                 for i, (g, o) in enumerate([(1.0, 0.0), (3.0, 5.0), (0.2, -7.0)]))
+    splits = DatasetSplits("t", ("a",), recs, (), (), 2, "split_factor")
+    x = extract_features(splits, FeatureConfig(feature_extraction_name=RAW, frame_normalization="normalize",
+                                               frame_normalization_keep_raw=False, normalize=False)).x_train
+    np.testing.assert_allclose(x[1], x[0], atol=1e-5)
+    np.testing.assert_allclose(x[2], x[0], atol=1e-5)
+    np.testing.assert_allclose(x.mean(axis=-1), 0, atol=1e-5)
+    np.testing.assert_allclose(x.std(axis=-1), 1, atol=1e-4)
+
+
+def test_keep_raw_adds_the_unnormalised_channels_first():
+    rng = np.random.default_rng(1)
+    data = (3.0 * rng.normal(size=(64, 2)) + 5.0).astype(np.float32)
+    splits = DatasetSplits("t", ("a",), (Recording("train/0", 0, data),), (), (), 2, "split_factor")
+    cfg = FeatureConfig(feature_extraction_name=RAW, frame_normalization="dc_remove",
+                        frame_normalization_keep_raw=True, normalize=False)
+    x = extract_features(splits, cfg).x_train
+    assert x.shape == (1, 4, 64)
+    np.testing.assert_allclose(x[0, :2], data.T, rtol=1e-6)
+    np.testing.assert_allclose(x[0, 2:], data.T - data.T.mean(axis=1, keepdims=True), atol=1e-5)
+    assert resolve_plan(cfg).transforms == ("RAW_FE", "DC_REMOVE", "CONCAT")
+
