@@ -24,23 +24,54 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import native
+
 _EPS = 1e-5
 
 
 # -- "CNL" layout ----------------------------------------------------------------
 
-def _patches(x: torch.Tensor, k: int, stride: int, padding: int) -> torch.Tensor:
-    """(C, N, L) -> (k*C, N*L_out) im2col patches, rows ordered (tap, channel).
+def _patches(x: torch.Tensor, k: int, stride: int, padding: int, n: int | None = None) -> torch.Tensor:
+    """(C, N, L) -> (k*C, n*L_out) im2col patches of the first n samples (default all), rows (tap, channel).
 
     Tap-major rows make the patches of a centred smaller kernel a contiguous
     row slice, so fused kernels of different sizes share one patch matrix.
     """
     C, N, L = x.shape
+    n = N if n is None else n
+    K = native.kernels()
+    if K is not None and K.supports(x) and x.is_contiguous():
+        Lo = (L + 2 * padding - k) // stride + 1
+        out = x.new_empty(k * C, n * Lo)
+        K.call('im2col', x.dtype, x, C, N, n, L, k, stride, padding, Lo, out)
+        return out
+    x = x[:, :n]
     if k == 1 and padding == 0:
         return (x[:, :, ::stride] if stride > 1 else x).reshape(C, -1)
     xp = F.pad(x, (padding, padding)) if padding else x
-    cols = xp.unfold(2, k, stride)  # (C, N, L_out, k) view
+    cols = xp.unfold(2, k, stride)  # (C, n, L_out, k) view
     return cols.permute(3, 0, 1, 2).reshape(k * C, -1)
+
+
+def _col2im(gcols: torch.Tensor, x_shape, k: int, stride: int, padding: int,
+            into: torch.Tensor | None = None) -> torch.Tensor:
+    """Adjoint of :func:`_patches` (all samples): (k*C, N*L_out) -> (C, N, L), added to ``into`` if given."""
+    C, N, L = x_shape
+    Lo = gcols.shape[1] // N
+    K = native.kernels()
+    if K is not None and K.supports(gcols) and (into is None or into.is_contiguous()):
+        gx = gcols.new_zeros(C, N, L) if into is None else into
+        K.call('col2im', gcols.dtype, gcols.contiguous(), C, N, L, k, stride, padding, Lo, gx)
+        return gx
+    if k == 1 and padding == 0 and stride == 1:
+        gx = gcols.view(C, N, L)
+    else:
+        gcols = gcols.view(k, C, N, Lo)
+        gxp = gcols.new_zeros(C, N, L + 2 * padding)
+        for t in range(k):
+            gxp[:, :, t:t + stride * (Lo - 1) + 1:stride] += gcols[t]
+        gx = gxp[:, :, padding:padding + L]
+    return gx if into is None else into.add_(gx)
 
 
 def _stat_groups(split: int | None, n: int) -> int:
@@ -73,30 +104,29 @@ def _conv_forward(x, wmat, kmax: int, blocks, stride: int, padding: int) -> torc
 
 
 def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, split,
-                   want_x: bool, want_w: bool, tap_mask=None):
+                   want_x: bool, want_w: bool, tap_mask=None, grad_x_into=None):
     """Gradients of :func:`_conv_forward` for g (C_out, N*L_out); grad_w from the first ``split`` samples.
 
     ``tap_mask`` (0/1 like ``wmat``) zeroes the gradient of taps outside each row's kernel when a
-    block runs a smaller kernel with all kmax taps (see :class:`_StateBlock`)."""
-    s, p = stride, padding
+    block runs a smaller kernel with all kmax taps (see :class:`_StateBlock`). ``grad_x_into``:
+    add the input gradient to this (C, N, L) tensor.
+    """
     C, N, L = x.shape
-    Lo = g.shape[1] // N
     grad_x = grad_w = None
     if want_x:
-        gcols = g.new_zeros(kmax * C, N * Lo)
-        for r0, r1, k in blocks:
+        gcols = None
+        for r0, r1, k in sorted(blocks, key=lambda b: -b[2]):  # a kmax block first: it sets every row
             lo = (kmax // 2 - k // 2) * C
-            gcols[lo:lo + k * C].addmm_(wmat[r0:r1, lo:lo + k * C].t(), g[r0:r1])
-        if kmax == 1 and p == 0 and s == 1:
-            grad_x = gcols.view(C, N, L)
-        else:
-            gcols = gcols.view(kmax, C, N, Lo)
-            gxp = g.new_zeros(C, N, L + 2 * p)
-            for t in range(kmax):
-                gxp[:, :, t:t + s * (Lo - 1) + 1:s] += gcols[t]
-            grad_x = gxp[:, :, p:p + L]
+            w_t = wmat[r0:r1, lo:lo + k * C].t()
+            if gcols is None and k == kmax:
+                gcols = torch.mm(w_t, g[r0:r1])
+                continue
+            if gcols is None:
+                gcols = g.new_zeros(kmax * C, g.shape[1])
+            gcols[lo:lo + k * C].addmm_(w_t, g[r0:r1])
+        grad_x = _col2im(gcols, x.shape, kmax, stride, padding, grad_x_into)
     if want_w:
-        cols = _patches(x if split is None else x[:, :split], kmax, s, p)
+        cols = _patches(x, kmax, stride, padding, split)
         g = _train_columns(g, split, N)
         grad_w = g.new_zeros(wmat.shape)  # taps outside a block's kernel keep a zero gradient
         for r0, r1, k in blocks:
@@ -386,6 +416,81 @@ class _StateBlock(torch.autograd.Function):
         return (grad_x, grad_weight, grad_W, None, None, *grad_extras)
 
 
+_SHARED_CODES = {'skip': 0, 'max': 1, 'avg': 2}
+_CODE_TENSORS: dict = {}
+
+
+def _shared_codes(shared: tuple[str, ...]) -> torch.Tensor:
+    if shared not in _CODE_TENSORS:
+        _CODE_TENSORS[shared] = torch.tensor([_SHARED_CODES[k] for k in shared], dtype=torch.long)
+    return _CODE_TENSORS[shared]
+
+
+class _NativeStateBlock(torch.autograd.Function):
+    """:class:`_StateBlock` with its element-wise work in the compiled kernels (:mod:`.native`).
+
+    Forward: the fused conv (PyTorch matmuls), then ``bn_forward`` normalises it in
+    place and ``mix_forward`` applies ReLU, pools and skip and mixes everything into
+    the edges in one loop nest. Backward: ``mix_backward`` yields the alpha gradient,
+    the pool/skip input gradients and the gradient w.r.t. the normalised conv output
+    with its batch-norm sums, ``bn_backward`` finishes the batch norm, and the conv
+    backward runs on matmuls plus the compiled col2im. The normalised conv output is
+    kept under the same size rule as :class:`_StateBlock`. No per-edge extras.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, W, conf, split):
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = conf
+        K = native.kernels()
+        x, W = x.contiguous(), W.contiguous()
+        _, N, L = x.shape
+        halves = _stat_groups(split, N)
+        Lo = (L - 1) // stride + 1
+        R = n_bn_relu + n_bn
+        xh = mean = rstd = None
+        if weight is not None:
+            xh = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2)
+            mean, rstd = x.new_empty(R * halves), x.new_empty(R * halves)
+            K.call('bn_forward', x.dtype, xh, R, halves, N * Lo // halves, _EPS, mean, rstd)
+        codes = _shared_codes(shared)
+        out = x.new_empty(W.shape[0], C * N * Lo)
+        K.call('mix_forward', x.dtype, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L, Lo,
+               stride, codes, len(shared), out)
+        kept = xh if xh is not None and xh.numel() * xh.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES else None
+        ctx.save_for_backward(x, weight, W, kept, mean, rstd, codes)
+        ctx.conf, ctx.split = conf, split
+        return out
+
+    @staticmethod
+    def backward(ctx, gc):
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = ctx.conf
+        split = ctx.split
+        x, weight, W, xh, mean, rstd, codes = ctx.saved_tensors
+        K = native.kernels()
+        want_x, want_w, want_W = ctx.needs_input_grad[:3]
+        gc = gc.contiguous()
+        _, N, L = x.shape
+        halves = _stat_groups(split, N)
+        Lo = (L - 1) // stride + 1
+        R = n_bn_relu + n_bn
+        if weight is not None and xh is None:  # recompute the normalised conv output
+            xh = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2)
+            K.call('bn_apply', x.dtype, xh, R, halves, N * Lo // halves, mean, rstd)
+        gy = x.new_empty(R, N * Lo) if weight is not None else None
+        acc = torch.zeros(2 * R * halves + W.numel(), dtype=torch.float64)  # BN sums, then grad W
+        sums, grad_W = acc[:2 * R * halves], acc[2 * R * halves:].view(W.shape) if want_W else None
+        grad_x = torch.zeros_like(x) if want_x and shared else None
+        K.call('mix_backward', x.dtype, gc, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L,
+               Lo, stride, codes, len(shared), halves, 0 if split is None else split,
+               0 if split is None else split, gy, sums, grad_W, grad_x)
+        grad_weight = None
+        if weight is not None:
+            K.call('bn_backward', x.dtype, gy, xh, R, halves, N * Lo // halves, rstd, sums)
+            grad_x, grad_weight = _conv_backward(gy, x, weight, kmax, blocks, stride, kmax // 2, split,
+                                                 want_x, want_w, tap_mask, grad_x_into=grad_x)
+        return grad_x, grad_weight, None if grad_W is None else grad_W.to(W.dtype), None, None
+
+
 def state_block(x: torch.Tensor, weight: torch.Tensor | None, kmax: int, W: torch.Tensor, blocks, stride: int,
                 n_bn_relu: int, n_bn: int, shared: tuple[str, ...], extras=(), split: int | None = None,
                 channels: int | None = None, tap_mask: torch.Tensor | None = None):
@@ -398,6 +503,9 @@ def state_block(x: torch.Tensor, weight: torch.Tensor | None, kmax: int, W: torc
     :func:`_conv_backward`.
     """
     conf = (tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), channels or x.shape[0], tap_mask)
+    K = native.kernels()
+    if not extras and K is not None and K.supports(x, W, *([] if weight is None else [weight])):
+        return _NativeStateBlock.apply(x, weight, W, conf, split)
     return _StateBlock.apply(x, weight, W, conf, split, *extras)
 
 

@@ -1,0 +1,120 @@
+"""The compiled supernet kernels (tinyml_torchmodelopt/nas/native) against the PyTorch kernels."""
+import logging
+
+import pytest
+import torch
+
+from tinyml_torchmodelopt.nas import fused_ops, native
+from tinyml_torchmodelopt.nas.model_search_cnn import SearchNetwork
+
+needs_kernels = pytest.mark.skipif(native.kernels() is None, reason="no C compiler: PyTorch kernels only")
+
+
+def _torch_only(monkeypatch):
+    monkeypatch.setattr(native, 'kernels', lambda: None)
+
+
+def _block_inputs(C, N, L, E, kernels, fr, shared, dtype, seed):
+    """A state x with many exact ties (small integers) so max-pool routing is exercised."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(-2, 3, (C, N, L), generator=g).to(dtype)
+    groups = [k for k in kernels for _ in range(E)] + [1] * (E if fr else 0)
+    kmax = max(groups)
+    weight = torch.zeros(len(groups) * C, kmax * C, dtype=dtype)
+    for i, k in enumerate(groups):
+        lo = (kmax // 2 - k // 2) * C
+        weight[i * C:(i + 1) * C, lo:lo + k * C] = torch.randn(C, k * C, generator=g, dtype=dtype)
+    blocks, start = [], 0
+    for i, k in enumerate(groups):
+        if i + 1 == len(groups) or groups[i + 1] != k:
+            blocks.append((start * C, (i + 1) * C, k))
+            start = i + 1
+    W = torch.rand(E, len(groups) + len(shared), generator=g, dtype=dtype)
+    n_bn = E * C if fr else 0
+    return x, weight, kmax, W, tuple(blocks), len(groups) * C - n_bn, n_bn
+
+
+def _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split):
+    x, weight, W = (t.clone().requires_grad_() for t in (x, weight, W))
+    out = fused_ops.state_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split=split)
+    probe = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+    grads = torch.autograd.grad((out * probe).sum() + out.square().sum(), (x, weight, W))
+    return (out.detach(), *grads)
+
+
+@needs_kernels
+@pytest.mark.parametrize('stride, L, shared', [(1, 11, ('skip', 'max', 'avg')), (2, 13, ('max', 'avg')),
+                                               (2, 16, ('max',)), (1, 1, ('skip', 'max'))])
+@pytest.mark.parametrize('split', [None, 3])
+@pytest.mark.parametrize('keep', [True, False])
+def test_native_state_block_equals_torch_kernels(stride, L, shared, split, keep, monkeypatch):
+    if not keep:
+        monkeypatch.setattr(fused_ops, 'KEEP_CONV_OUTPUT_MAX_BYTES', 0)
+    fr = stride == 2
+    args = _block_inputs(3, 6, L, 2, [3, 5, 7], fr, shared, torch.float64, seed=L)
+    x, weight, kmax, W, blocks, n_bn_relu, n_bn = args
+    fast = _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split)
+    _torch_only(monkeypatch)
+    ref = _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split)
+    for name, a, b in zip(('out', 'grad x', 'grad weight', 'grad W'), fast, ref):
+        assert torch.allclose(a, b, atol=1e-9, rtol=1e-9), name
+
+
+@needs_kernels
+def test_native_float32_supernet_matches_torch_kernels(monkeypatch):
+    torch.manual_seed(0)
+    net = SearchNetwork(4, 3, 3, nodes_per_layer=3, multiplier=2, input_length=40)
+    x, y = torch.randn(8, 1, 40), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+
+    def grads():
+        net.zero_grad()
+        lt, lv = net.joint_losses(x[:4], y[:4], x[4:], y[4:])
+        (lt + lv).backward()
+        return [lt.detach(), lv.detach()] + [p.grad.clone() for p in net.parameters()]
+
+    fast = grads()
+    _torch_only(monkeypatch)
+    ref = grads()
+    for a, b in zip(fast, ref):
+        assert torch.allclose(a, b, atol=2e-5, rtol=1e-4)
+
+
+@needs_kernels
+@pytest.mark.parametrize('k, stride, padding, L', [(7, 1, 3, 9), (5, 2, 2, 10), (1, 2, 0, 7), (3, 1, 1, 2)])
+def test_native_im2col_and_its_adjoint(k, stride, padding, L, monkeypatch):
+    x = torch.randn(3, 4, L, dtype=torch.float64)
+    fast, fast_first = fused_ops._patches(x, k, stride, padding), fused_ops._patches(x, k, stride, padding, 2)
+    g = torch.randn_like(fast)
+    fast_adj = fused_ops._col2im(g, x.shape, k, stride, padding)
+    _torch_only(monkeypatch)
+    assert torch.equal(fast, fused_ops._patches(x, k, stride, padding))
+    assert torch.equal(fast_first, fused_ops._patches(x, k, stride, padding, 2))
+    assert torch.allclose(fast_adj, fused_ops._col2im(g, x.shape, k, stride, padding), atol=1e-12)
+    # adjoint: <patches(x), g> == <x, col2im(g)>
+    assert torch.allclose((fast * g).sum(), (x * fast_adj).sum(), atol=1e-9)
+
+
+def test_missing_compiler_falls_back_to_torch_kernels(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv('CC', str(tmp_path / 'no-such-cc'))
+    monkeypatch.setenv('TINYML_NATIVE_CACHE', str(tmp_path / 'cache'))
+    native.reset()
+    try:
+        with caplog.at_level(logging.WARNING, logger=native.__name__):
+            assert native.kernels() is None
+        assert 'slower PyTorch kernels' in caplog.text
+        assert not list((tmp_path / 'cache').glob('*.so'))
+        net = SearchNetwork(2, 3, 3, nodes_per_layer=2, multiplier=2)
+        net(torch.randn(2, 1, 16)).sum().backward()  # still trains
+    finally:
+        monkeypatch.undo()
+        native.reset()
+
+
+def test_native_can_be_disabled_by_environment(monkeypatch):
+    monkeypatch.setenv('TINYML_NAS_NATIVE', '0')
+    native.reset()
+    try:
+        assert native.kernels() is None
+    finally:
+        monkeypatch.undo()
+        native.reset()

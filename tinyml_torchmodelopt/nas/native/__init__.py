@@ -1,0 +1,160 @@
+"""Optional compiled kernels of the fast supernet: C loops built on first use, called through ctypes.
+
+The supernet is complete without them (pure PyTorch in :mod:`..fused_ops`). On
+the skinny tensors of a tiny-ML supernet the PyTorch path spends most of its
+time on per-op overhead and repeated passes over memory; these kernels fuse the
+element-wise parts of a cell-state block (batch norm, ReLU, mixing, pools,
+im2col/col2im and their gradients) into a few loops. Matrix products stay in
+PyTorch (its BLAS).
+
+The library is compiled with the system C compiler (``cc``/``gcc``/``clang``,
+``-O3 -march=native``) into a per-user cache, keyed by the source, the flags
+and the CPU, so a shared home folder never runs a binary built for another CPU.
+No compiler, or a failed build, logs one warning and keeps the PyTorch path.
+
+Environment: ``TINYML_NAS_NATIVE=0`` disables the kernels;
+``TINYML_NATIVE_CACHE`` sets the cache folder (default
+``$XDG_CACHE_HOME/tinyml_modelzoo/native`` or ``~/.cache/...``).
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+SOURCE_DIR = Path(__file__).resolve().parent
+SOURCES = ('kernels.c', 'kernels.h')
+CFLAGS = ('-O3', '-march=native', '-fopenmp-simd', '-fPIC', '-shared', '-fno-math-errno')
+COMPILE_TIMEOUT_S = 180
+
+_P, _I, _D = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_double
+SIGNATURES = {  # name: argument types (pointers _P, integers _I, floats _D)
+    'im2col': (_P, _I, _I, _I, _I, _I, _I, _I, _I, _P),
+    'col2im': (_P, _I, _I, _I, _I, _I, _I, _I, _P),
+    'bn_forward': (_P, _I, _I, _I, _D, _P, _P),
+    'bn_apply': (_P, _I, _I, _I, _P, _P),
+    'mix_forward': (_P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _P),
+    'mix_backward': (_P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _I, _I, _P, _P, _P, _P),
+    'bn_backward': (_P, _P, _I, _I, _I, _P, _P),
+}
+_SUFFIX = {torch.float32: 'f32', torch.float64: 'f64'}
+
+
+def cache_dir() -> Path:
+    if os.environ.get('TINYML_NATIVE_CACHE'):
+        return Path(os.environ['TINYML_NATIVE_CACHE'])
+    base = os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache'
+    return Path(base) / 'tinyml_modelzoo' / 'native'
+
+
+def find_compiler() -> str | None:
+    return os.environ.get('CC') or shutil.which('cc') or shutil.which('gcc') or shutil.which('clang')
+
+
+def _cpu_identity() -> str:
+    """The CPU's feature flags (what -march=native depends on), or the machine name."""
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith(('flags', 'Features')):
+                return line
+    except OSError:
+        pass
+    return platform.machine() + platform.processor()
+
+
+def _build_key(compiler: str) -> str:
+    h = hashlib.sha256()
+    for name in SOURCES:
+        h.update((SOURCE_DIR / name).read_bytes())
+    h.update(' '.join((compiler, *CFLAGS, _cpu_identity(), platform.platform())).encode())
+    return h.hexdigest()[:16]
+
+
+def _compile(compiler: str, target: Path) -> None:
+    """Build the library to ``target`` atomically (parallel processes may race: last rename wins)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix='.so', dir=target.parent)
+    os.close(fd)
+    try:
+        cmd = [compiler, *CFLAGS, '-o', tmp, str(SOURCE_DIR / 'kernels.c'), '-lm']
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+class Kernels:
+    """The loaded library; ``call(name, dtype, *args)`` with tensors passed as pointers (None = NULL)."""
+
+    def __init__(self, lib: ctypes.CDLL, path: Path):
+        self.path = path
+        self._fns = {}
+        for name, argtypes in SIGNATURES.items():
+            for dtype, suffix in _SUFFIX.items():
+                fn = getattr(lib, f'{name}_{suffix}')
+                fn.argtypes, fn.restype = argtypes, None
+                self._fns[name, dtype] = fn
+
+    @staticmethod
+    def supports(*tensors: torch.Tensor) -> bool:
+        """True when all tensors are CPU float32 or float64 of one dtype."""
+        dtype = tensors[0].dtype
+        return dtype in _SUFFIX and all(t.device.type == 'cpu' and t.dtype == dtype for t in tensors)
+
+    def call(self, name: str, dtype: torch.dtype, *args) -> None:
+        self._fns[name, dtype](*[a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args])
+
+
+_loaded: Kernels | None = None
+_tried = False
+
+
+def enabled() -> bool:
+    return os.environ.get('TINYML_NAS_NATIVE', '1').strip().lower() not in ('0', 'false', 'no', 'off')
+
+
+def kernels() -> Kernels | None:
+    """The compiled kernels, building them on first call; None when disabled or unavailable.
+
+    ``TINYML_NAS_NATIVE`` is read on the first call only (see :func:`reset`).
+    """
+    global _loaded, _tried
+    if not _tried:
+        _tried = True
+        _loaded = _load() if enabled() else None
+    return _loaded
+
+
+def reset() -> None:
+    """Forget the loaded kernels: the next :func:`kernels` call re-reads the environment."""
+    global _loaded, _tried
+    _loaded, _tried = None, False
+
+
+def _load() -> Kernels | None:
+    compiler = find_compiler()
+    if compiler is None:
+        log.warning("no C compiler found (cc/gcc/clang): the DARTS supernet uses its slower PyTorch kernels")
+        return None
+    target = cache_dir() / f'kernels-{_build_key(compiler)}.so'
+    try:
+        if not target.exists():
+            log.info("compiling DARTS supernet kernels to %s", target)
+            _compile(compiler, target)
+        return Kernels(ctypes.CDLL(str(target)), target)
+    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as err:
+        log.warning("DARTS supernet kernels unavailable, using the slower PyTorch kernels: %s", err)
+        return None

@@ -1,0 +1,323 @@
+/* Fused CPU kernels of the DARTS supernet's state block, one copy per REAL type.
+ *
+ * Included twice by kernels.c (REAL = float / double, SUF = f32 / f64). Layouts
+ * follow fused_ops.py: a state x is (Cx, Nx, L) row-major; the fused conv
+ * output and its normalised form xh are (G*C, N*Lo) with row g*C + c; the
+ * mixed output is (E, C*N*Lo); W is (E, Wcols) with columns [G conv groups
+ * (the first Gr followed by ReLU), shared ops]. Batch-norm statistics are kept
+ * per (row, half) at index row*halves + half; with two halves (a joint
+ * [train; valid] pass) samples n >= split form the second half.
+ *
+ * Every function is a plain loop nest over contiguous rows so that gcc
+ * vectorises the innermost loop; reductions accumulate in double.
+ */
+
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SUF)
+
+/* Valid output range [*lo0, *lo1) of a tap with input offset off = t - pad. */
+static void FN(tap_range)(i64 off, i64 s, i64 L, i64 Lo, i64 *lo0, i64 *lo1) {
+    i64 a = off < 0 ? (-off + s - 1) / s : 0;
+    i64 b = L - off <= 0 ? 0 : (L - off - 1) / s + 1;
+    if (b > Lo) b = Lo;
+    if (a > b) a = b;
+    *lo0 = a;
+    *lo1 = b;
+}
+
+/* im2col: out[(t*C + c), n*Lo + lo] = x[c, n, lo*s + t - p] (zero outside), for samples n < N of Nx. */
+void FN(im2col)(const REAL *x, i64 C, i64 Nx, i64 N, i64 L, i64 k, i64 s, i64 p, i64 Lo, REAL *out) {
+    i64 NLo = N * Lo;
+    for (i64 t = 0; t < k; t++) {
+        i64 lo0, lo1;
+        FN(tap_range)(t - p, s, L, Lo, &lo0, &lo1);
+        for (i64 c = 0; c < C; c++) {
+            for (i64 n = 0; n < N; n++) {
+                const REAL *xr = x + (c * Nx + n) * L + (t - p);
+                REAL *o = out + (t * C + c) * NLo + n * Lo;
+                for (i64 lo = 0; lo < lo0; lo++) o[lo] = 0;
+                if (s == 1) {
+                    memcpy(o + lo0, xr + lo0, (size_t)(lo1 - lo0) * sizeof(REAL));
+                } else {
+                    for (i64 lo = lo0; lo < lo1; lo++) o[lo] = xr[lo * s];
+                }
+                for (i64 lo = lo1; lo < Lo; lo++) o[lo] = 0;
+            }
+        }
+    }
+}
+
+/* col2im: gx[c, n, lo*s + t - p] += cols[(t*C + c), n*Lo + lo] (the adjoint of im2col). */
+void FN(col2im)(const REAL *cols, i64 C, i64 N, i64 L, i64 k, i64 s, i64 p, i64 Lo, REAL *gx) {
+    i64 NLo = N * Lo;
+    for (i64 t = 0; t < k; t++) {
+        i64 lo0, lo1;
+        FN(tap_range)(t - p, s, L, Lo, &lo0, &lo1);
+        for (i64 c = 0; c < C; c++) {
+            for (i64 n = 0; n < N; n++) {
+                REAL *g = gx + (c * N + n) * L + (t - p);
+                const REAL *cr = cols + (t * C + c) * NLo + n * Lo;
+                if (s == 1) {
+                    for (i64 lo = lo0; lo < lo1; lo++) g[lo] += cr[lo];
+                } else {
+                    for (i64 lo = lo0; lo < lo1; lo++) g[lo * s] += cr[lo];
+                }
+            }
+        }
+    }
+}
+
+/* Batch-norm statistics of y (R, M*halves) per (row, half), then y normalised in place. */
+void FN(bn_forward)(REAL *y, i64 R, i64 halves, i64 M, double eps, REAL *mean, REAL *rstd) {
+    for (i64 q = 0; q < R * halves; q++) {
+        REAL *v = y + q * M;
+        double sum = 0;
+        SIMD_SUM(sum)
+        for (i64 i = 0; i < M; i++) sum += v[i];
+        double mu = sum / (double)M, ss = 0;
+        SIMD_SUM(ss)
+        for (i64 i = 0; i < M; i++) {
+            double d = v[i] - mu;
+            ss += d * d;
+        }
+        REAL m = (REAL)mu, r = (REAL)(1.0 / sqrt(ss / (double)M + eps));
+        mean[q] = m;
+        rstd[q] = r;
+        for (i64 i = 0; i < M; i++) v[i] = (v[i] - m) * r;
+    }
+}
+
+/* y normalised in place with given statistics (recomputed conv outputs). */
+void FN(bn_apply)(REAL *y, i64 R, i64 halves, i64 M, const REAL *mean, const REAL *rstd) {
+    for (i64 q = 0; q < R * halves; q++) {
+        REAL *v = y + q * M;
+        REAL m = mean[q], r = rstd[q];
+        for (i64 i = 0; i < M; i++) v[i] = (v[i] - m) * r;
+    }
+}
+
+/* 3-tap pools (padding 1, count_include_pad=False) on one row, branch-free so that they vectorise:
+ * the row is copied between one pad on each side (xp, L + 2 values), window lo covers
+ * xp[lo*s .. lo*s + 2]. Scratch for both functions: 2*(L + 2) + 3*Lo values. */
+#define POOL_SCRATCH(L, Lo) (2 * ((L) + 2) + 3 * (Lo))
+
+static void FN(pad_row)(const REAL *x, i64 L, REAL pad, REAL *xp) {
+    xp[0] = pad;
+    memcpy(xp + 1, x, (size_t)L * sizeof(REAL));
+    xp[L + 1] = pad;
+}
+
+/* Inputs inside window lo (the average pool's divisor). */
+static REAL FN(window_count)(i64 lo, i64 s, i64 L) {
+    i64 a = lo * s - 1 < 0 ? 0 : lo * s - 1, b = lo * s + 1 > L - 1 ? L - 1 : lo * s + 1;
+    return (REAL)(b - a + 1);
+}
+
+/* One row (Lo outputs) of a 3-tap pool: kind 1 max, 2 avg. */
+static void FN(pool_row)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, REAL *scratch, REAL *out) {
+    REAL *xp = scratch;
+    if (kind == 1) {
+        FN(pad_row)(x, L, -INFINITY, xp);
+        for (i64 lo = 0; lo < Lo; lo++) {
+            REAL a = xp[lo * s], b = xp[lo * s + 1], c = xp[lo * s + 2];
+            REAL m = a > b ? a : b;
+            out[lo] = m > c ? m : c;
+        }
+    } else {
+        FN(pad_row)(x, L, 0, xp);
+        for (i64 lo = 0; lo < Lo; lo++) out[lo] = (xp[lo * s] + xp[lo * s + 1] + xp[lo * s + 2]) / (REAL)3;
+        out[0] = (xp[0] + xp[1] + xp[2]) / FN(window_count)(0, s, L);
+        out[Lo - 1] = (xp[(Lo - 1) * s] + xp[(Lo - 1) * s + 1] + xp[(Lo - 1) * s + 2]) / FN(window_count)(Lo - 1, s, L);
+    }
+}
+
+/* Gradient of pool_row added to gx: max to the first maximum of each window (as PyTorch), avg spread evenly. */
+static void FN(pool_row_backward)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, const REAL *g, REAL *scratch,
+                                  REAL *gx) {
+    REAL *xp = scratch, *gxp = xp + L + 2, *ta = gxp + L + 2, *tb = ta + Lo, *tc = tb + Lo;
+    if (kind == 1) {
+        FN(pad_row)(x, L, -INFINITY, xp);
+        for (i64 lo = 0; lo < Lo; lo++) {
+            REAL a = xp[lo * s], b = xp[lo * s + 1], c = xp[lo * s + 2];
+            REAL m = a > b ? a : b;
+            m = m > c ? m : c;
+            REAL va = a == m ? g[lo] : 0;
+            REAL vb = a != m && b == m ? g[lo] : 0;
+            ta[lo] = va;
+            tb[lo] = vb;
+            tc[lo] = g[lo] - va - vb;
+        }
+    } else {
+        for (i64 lo = 0; lo < Lo; lo++) ta[lo] = g[lo] / (REAL)3;
+        ta[0] = g[0] / FN(window_count)(0, s, L);
+        ta[Lo - 1] = g[Lo - 1] / FN(window_count)(Lo - 1, s, L);
+        memcpy(tb, ta, (size_t)Lo * sizeof(REAL));
+        memcpy(tc, ta, (size_t)Lo * sizeof(REAL));
+    }
+    memset(gxp, 0, (size_t)(L + 2) * sizeof(REAL));
+    for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s] += ta[lo];
+    for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s + 1] += tb[lo];
+    for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s + 2] += tc[lo];
+    for (i64 l = 0; l < L; l++) gx[l] += gxp[l + 1];
+}
+
+/* Shared op outputs of samples [n0, n1) of channel c: buf[k*len + (n - n0)*Lo + lo], len = (n1 - n0)*Lo;
+ * kinds 0 skip (stride 1), 1 max, 2 avg. */
+static void FN(shared_chunk)(const REAL *x, i64 c, i64 n0, i64 n1, i64 N, i64 L, i64 s, i64 Lo,
+                             const i64 *kinds, i64 n_shared, REAL *scratch, REAL *buf) {
+    i64 len = (n1 - n0) * Lo;
+    for (i64 k = 0; k < n_shared; k++)
+        for (i64 n = n0; n < n1; n++) {
+            const REAL *xr = x + (c * N + n) * L;
+            REAL *o = buf + k * len + (n - n0) * Lo;
+            if (kinds[k] == 0) memcpy(o, xr, (size_t)Lo * sizeof(REAL));
+            else FN(pool_row)(xr, L, s, Lo, (int)kinds[k], scratch, o);
+        }
+}
+
+/* out[e] = sum_g W[e, g] * act_g(xh[g]) + sum_k W[e, G + k] * shared_k(x), act = ReLU for g < Gr. */
+void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wcols, i64 Gr, i64 G,
+                     i64 C, i64 N, i64 L, i64 Lo, i64 s, const i64 *kinds, i64 n_shared, REAL *out) {
+    i64 CNLo = C * N * Lo;
+    Chunks it = chunks_start(C, N, 1, Lo);
+    REAL *buf = (REAL *)malloc((size_t)(n_shared * it.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
+    REAL *scratch = buf + n_shared * it.cap;
+    while (chunks_next(&it)) {
+        i64 c = it.c, n0 = it.n0, n1 = it.n1, i0 = it.i0, len = it.len;
+        FN(shared_chunk)(x, c, n0, n1, N, L, s, Lo, kinds, n_shared, scratch, buf);
+        for (i64 e = 0; e < E; e++) {
+            REAL *o = out + e * CNLo + i0;
+            const REAL *w = W + e * Wcols;
+            for (i64 i = 0; i < len; i++) o[i] = 0;
+            for (i64 g = 0; g < G; g++) {
+                const REAL *r = xh + g * CNLo + i0;
+                REAL wg = w[g];
+                if (g < Gr) {
+                    for (i64 i = 0; i < len; i++) o[i] += wg * (r[i] > 0 ? r[i] : 0);
+                } else {
+                    for (i64 i = 0; i < len; i++) o[i] += wg * r[i];
+                }
+            }
+            for (i64 k = 0; k < n_shared; k++) {
+                const REAL *b = buf + k * len;
+                REAL wk = w[G + k];
+                for (i64 i = 0; i < len; i++) o[i] += wk * b[i];
+            }
+        }
+    }
+    free(buf);
+}
+
+/* Backward of mix_forward, first part.
+ *   gy[g] = act_g'(xh[g]) * sum_e W[e, g] gc[e]   (gradient w.r.t. the normalised conv output)
+ *   sums[2*q], sums[2*q+1] += sum gy, sum gy * xh  per (row, half) q    (for the BN backward)
+ *   gW[e, col] += sum gc[e] * candidate_col    over the samples n >= w_from (alphas: the valid half;
+ *                                              w_from is 0 or the split of a joint pass)
+ *   gx += shared-op gradients                      (when gx is not NULL)
+ * gW and sums are double accumulators, zeroed by the caller.
+ */
+void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wcols,
+                      i64 Gr, i64 G, i64 C, i64 N, i64 L, i64 Lo, i64 s, const i64 *kinds, i64 n_shared,
+                      i64 halves, i64 split, i64 w_from, REAL *gy, double *sums, double *gW, REAL *gx) {
+    i64 CNLo = C * N * Lo;
+    Chunks it = chunks_start(C, N, halves, Lo);
+    REAL *buf = (REAL *)malloc((size_t)((n_shared + 1) * it.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
+    REAL *scratch = buf + (n_shared + 1) * it.cap;
+    (void)split;
+    while (chunks_next(&it)) {
+        i64 c = it.c, h = it.h, n0 = it.n0, n1 = it.n1, i0 = it.i0, len = it.len;
+        int for_w = gW != NULL && n0 >= w_from;
+        for (i64 g = 0; g < G; g++) {
+            const REAL *r = xh + g * CNLo + i0;
+            REAL *o = gy + g * CNLo + i0;
+            REAL w0 = W[g];
+            const REAL *g0 = gc + i0;
+            for (i64 i = 0; i < len; i++) o[i] = w0 * g0[i];
+            for (i64 e = 1; e < E; e++) {
+                REAL we = W[e * Wcols + g];
+                const REAL *ge = gc + e * CNLo + i0;
+                for (i64 i = 0; i < len; i++) o[i] += we * ge[i];
+            }
+            REAL a = 0, b = 0;  /* one chunk: REAL partial sums, double totals */
+            if (g < Gr) {
+                SIMD_SUM2(a, b)
+                for (i64 i = 0; i < len; i++) {
+                    REAL v = r[i] > 0 ? o[i] : 0;
+                    o[i] = v;
+                    a += v;
+                    b += v * r[i];
+                }
+            } else {
+                SIMD_SUM2(a, b)
+                for (i64 i = 0; i < len; i++) {
+                    a += o[i];
+                    b += o[i] * r[i];
+                }
+            }
+            i64 q = (g * C + c) * halves + h;
+            sums[2 * q] += a;
+            sums[2 * q + 1] += b;
+            if (for_w) {
+                for (i64 e = 0; e < E; e++) {
+                    const REAL *ge = gc + e * CNLo + i0;
+                    REAL acc = 0;
+                    if (g < Gr) {
+                        SIMD_SUM(acc)
+                        for (i64 i = 0; i < len; i++) acc += ge[i] * (r[i] > 0 ? r[i] : 0);
+                    } else {
+                        SIMD_SUM(acc)
+                        for (i64 i = 0; i < len; i++) acc += ge[i] * r[i];
+                    }
+                    gW[e * Wcols + g] += acc;
+                }
+            }
+        }
+        if (n_shared && (for_w || gx != NULL)) {
+            FN(shared_chunk)(x, c, n0, n1, N, L, s, Lo, kinds, n_shared, scratch, buf);
+            REAL *gs = buf + n_shared * len;
+            for (i64 k = 0; k < n_shared; k++) {
+                const REAL *bk = buf + k * len;
+                for (i64 i = 0; i < len; i++) gs[i] = 0;
+                for (i64 e = 0; e < E; e++) {
+                    const REAL *ge = gc + e * CNLo + i0;
+                    REAL we = W[e * Wcols + G + k];
+                    if (for_w) {
+                        REAL acc = 0;
+                        SIMD_SUM(acc)
+                        for (i64 i = 0; i < len; i++) acc += ge[i] * bk[i];
+                        gW[e * Wcols + G + k] += acc;
+                    }
+                    for (i64 i = 0; i < len; i++) gs[i] += we * ge[i];
+                }
+                if (gx == NULL) continue;
+                for (i64 n = n0; n < n1; n++) {
+                    REAL *gxr = gx + (c * N + n) * L;
+                    const REAL *gr = gs + (n - n0) * Lo;
+                    if (kinds[k] == 0) {
+                        for (i64 lo = 0; lo < Lo; lo++) gxr[lo] += gr[lo];
+                    } else {
+                        FN(pool_row_backward)(x + (c * N + n) * L, L, s, Lo, (int)kinds[k], gr, scratch, gxr);
+                    }
+                }
+            }
+        }
+    }
+    free(buf);
+}
+
+/* Backward of mix_forward, second part: gy <- rstd * (gy - mean(gy) - xh * mean(gy * xh)) per (row, half). */
+void FN(bn_backward)(REAL *gy, const REAL *xh, i64 R, i64 halves, i64 M, const REAL *rstd,
+                     const double *sums) {
+    for (i64 q = 0; q < R * halves; q++) {
+        REAL *o = gy + q * M;
+        const REAL *r = xh + q * M;
+        REAL ma = (REAL)(sums[2 * q] / (double)M), mb = (REAL)(sums[2 * q + 1] / (double)M), rs = rstd[q];
+        for (i64 i = 0; i < M; i++) o[i] = rs * (o[i] - ma - r[i] * mb);
+    }
+}
+
+#undef FN
+#undef POOL_SCRATCH
+#undef CAT
+#undef CAT_
