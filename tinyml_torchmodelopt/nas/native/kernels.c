@@ -13,39 +13,40 @@ typedef long long i64;
 
 /* The mixing kernels work per chunk of whole samples (rows of Lo) of one channel and one
  * batch-norm half, so that a chunk's candidate rows stay in L1/L2 while every edge and
- * candidate passes over them. */
+ * candidate passes over them. Chunks are independent work items for the OpenMP threads
+ * (PyTorch's own OpenMP runtime: the library shares its libgomp, so torch.set_num_threads
+ * applies); without OpenMP the pragmas are ignored and everything runs serially. */
 #define CHUNK_ELEMS 2048
 
 typedef struct {
-    i64 C, N, halves, Lo, per, cap;
-    i64 c, h, n0, n1, i0, len;  /* the current chunk: samples [n0, n1) of channel c, half h */
-} Chunks;
+    i64 N, halves, Lo, per, cap, per_half, count;
+} ChunkPlan;
 
-static Chunks chunks_start(i64 C, i64 N, i64 halves, i64 Lo) {
+typedef struct {
+    i64 c, h, n0, n1, i0, len;  /* samples [n0, n1) of channel c, batch-norm half h */
+} Chunk;
+
+static ChunkPlan chunk_plan(i64 C, i64 N, i64 halves, i64 Lo) {
     i64 per = CHUNK_ELEMS / Lo > 0 ? CHUNK_ELEMS / Lo : 1;
-    Chunks it = {C, N, halves, Lo, per, per * Lo, 0, 0, 0, 0, 0, 0};
-    return it;
+    i64 largest = N - (halves - 1) * (N / halves);
+    i64 per_half = (largest + per - 1) / per;
+    ChunkPlan p = {N, halves, Lo, per, per * Lo, per_half, C * halves * per_half};
+    return p;
 }
 
-static int chunks_next(Chunks *it) {
-    i64 size = it->N / it->halves;
-    i64 end = it->h == it->halves - 1 ? it->N : (it->h + 1) * size;
-    if (it->len == 0) {
-        it->n0 = 0;  /* first call */
-    } else if (it->n1 < end) {
-        it->n0 = it->n1;
-    } else {
-        if (++it->h == it->halves) {
-            it->h = 0;
-            if (++it->c == it->C) return 0;
-        }
-        it->n0 = it->h * size;
-        end = it->h == it->halves - 1 ? it->N : (it->h + 1) * size;
-    }
-    it->n1 = it->n0 + it->per < end ? it->n0 + it->per : end;
-    it->i0 = (it->c * it->N + it->n0) * it->Lo;
-    it->len = (it->n1 - it->n0) * it->Lo;
-    return it->len > 0;
+/* Chunk number idx of the plan; 0 when it is empty (a shorter half). */
+static int chunk_at(const ChunkPlan *p, i64 idx, Chunk *k) {
+    i64 j = idx % p->per_half, ch = idx / p->per_half;
+    k->h = ch % p->halves;
+    k->c = ch / p->halves;
+    i64 start = k->h * (p->N / p->halves);
+    i64 end = k->h == p->halves - 1 ? p->N : start + p->N / p->halves;
+    k->n0 = start + j * p->per;
+    if (k->n0 >= end) return 0;
+    k->n1 = k->n0 + p->per < end ? k->n0 + p->per : end;
+    k->i0 = (k->c * p->N + k->n0) * p->Lo;
+    k->len = (k->n1 - k->n0) * p->Lo;
+    return 1;
 }
 
 #define REAL float

@@ -29,10 +29,11 @@ static void FN(tap_range)(i64 off, i64 s, i64 L, i64 Lo, i64 *lo0, i64 *lo1) {
 /* im2col: out[(t*C + c), n*Lo + lo] = x[c, n, lo*s + t - p] (zero outside), for samples n < N of Nx. */
 void FN(im2col)(const REAL *x, i64 C, i64 Nx, i64 N, i64 L, i64 k, i64 s, i64 p, i64 Lo, REAL *out) {
     i64 NLo = N * Lo;
+    PRAGMA(omp parallel for collapse(2) schedule(static))
     for (i64 t = 0; t < k; t++) {
-        i64 lo0, lo1;
-        FN(tap_range)(t - p, s, L, Lo, &lo0, &lo1);
         for (i64 c = 0; c < C; c++) {
+            i64 lo0, lo1;
+            FN(tap_range)(t - p, s, L, Lo, &lo0, &lo1);
             for (i64 n = 0; n < N; n++) {
                 const REAL *xr = x + (c * Nx + n) * L + (t - p);
                 REAL *o = out + (t * C + c) * NLo + n * Lo;
@@ -51,11 +52,12 @@ void FN(im2col)(const REAL *x, i64 C, i64 Nx, i64 N, i64 L, i64 k, i64 s, i64 p,
 /* col2im: gx[c, n, lo*s + t - p] += cols[(t*C + c), n*Lo + lo] (the adjoint of im2col). */
 void FN(col2im)(const REAL *cols, i64 C, i64 N, i64 L, i64 k, i64 s, i64 p, i64 Lo, REAL *gx) {
     i64 NLo = N * Lo;
-    for (i64 t = 0; t < k; t++) {
-        i64 lo0, lo1;
-        FN(tap_range)(t - p, s, L, Lo, &lo0, &lo1);
-        for (i64 c = 0; c < C; c++) {
-            for (i64 n = 0; n < N; n++) {
+    PRAGMA(omp parallel for collapse(2) schedule(static))
+    for (i64 c = 0; c < C; c++) {
+        for (i64 n = 0; n < N; n++) {
+            for (i64 t = 0; t < k; t++) {
+                i64 lo0, lo1;
+                FN(tap_range)(t - p, s, L, Lo, &lo0, &lo1);
                 REAL *g = gx + (c * N + n) * L + (t - p);
                 const REAL *cr = cols + (t * C + c) * NLo + n * Lo;
                 if (s == 1) {
@@ -70,6 +72,7 @@ void FN(col2im)(const REAL *cols, i64 C, i64 N, i64 L, i64 k, i64 s, i64 p, i64 
 
 /* Batch-norm statistics of y (R, M*halves) per (row, half), then y normalised in place. */
 void FN(bn_forward)(REAL *y, i64 R, i64 halves, i64 M, double eps, REAL *mean, REAL *rstd) {
+    PRAGMA(omp parallel for schedule(static))
     for (i64 q = 0; q < R * halves; q++) {
         REAL *v = y + q * M;
         double sum = 0;
@@ -90,6 +93,7 @@ void FN(bn_forward)(REAL *y, i64 R, i64 halves, i64 M, double eps, REAL *mean, R
 
 /* y normalised in place with given statistics (recomputed conv outputs). */
 void FN(bn_apply)(REAL *y, i64 R, i64 halves, i64 M, const REAL *mean, const REAL *rstd) {
+    PRAGMA(omp parallel for schedule(static))
     for (i64 q = 0; q < R * halves; q++) {
         REAL *v = y + q * M;
         REAL m = mean[q], r = rstd[q];
@@ -180,33 +184,39 @@ static void FN(shared_chunk)(const REAL *x, i64 c, i64 n0, i64 n1, i64 N, i64 L,
 void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wcols, i64 Gr, i64 G,
                      i64 C, i64 N, i64 L, i64 Lo, i64 s, const i64 *kinds, i64 n_shared, REAL *out) {
     i64 CNLo = C * N * Lo;
-    Chunks it = chunks_start(C, N, 1, Lo);
-    REAL *buf = (REAL *)malloc((size_t)(n_shared * it.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
-    REAL *scratch = buf + n_shared * it.cap;
-    while (chunks_next(&it)) {
-        i64 c = it.c, n0 = it.n0, n1 = it.n1, i0 = it.i0, len = it.len;
-        FN(shared_chunk)(x, c, n0, n1, N, L, s, Lo, kinds, n_shared, scratch, buf);
-        for (i64 e = 0; e < E; e++) {
-            REAL *o = out + e * CNLo + i0;
-            const REAL *w = W + e * Wcols;
-            for (i64 i = 0; i < len; i++) o[i] = 0;
-            for (i64 g = 0; g < G; g++) {
-                const REAL *r = xh + g * CNLo + i0;
-                REAL wg = w[g];
-                if (g < Gr) {
-                    for (i64 i = 0; i < len; i++) o[i] += wg * (r[i] > 0 ? r[i] : 0);
-                } else {
-                    for (i64 i = 0; i < len; i++) o[i] += wg * r[i];
+    ChunkPlan plan = chunk_plan(C, N, 1, Lo);
+    PRAGMA(omp parallel)
+    {
+        REAL *buf = (REAL *)malloc((size_t)(n_shared * plan.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
+        REAL *scratch = buf + n_shared * plan.cap;
+        PRAGMA(omp for schedule(static))
+        for (i64 idx = 0; idx < plan.count; idx++) {
+            Chunk k;
+            if (!chunk_at(&plan, idx, &k)) continue;
+            i64 i0 = k.i0, len = k.len;
+            FN(shared_chunk)(x, k.c, k.n0, k.n1, N, L, s, Lo, kinds, n_shared, scratch, buf);
+            for (i64 e = 0; e < E; e++) {
+                REAL *o = out + e * CNLo + i0;
+                const REAL *w = W + e * Wcols;
+                for (i64 i = 0; i < len; i++) o[i] = 0;
+                for (i64 g = 0; g < G; g++) {
+                    const REAL *r = xh + g * CNLo + i0;
+                    REAL wg = w[g];
+                    if (g < Gr) {
+                        for (i64 i = 0; i < len; i++) o[i] += wg * (r[i] > 0 ? r[i] : 0);
+                    } else {
+                        for (i64 i = 0; i < len; i++) o[i] += wg * r[i];
+                    }
+                }
+                for (i64 q = 0; q < n_shared; q++) {
+                    const REAL *b = buf + q * len;
+                    REAL wq = w[G + q];
+                    for (i64 i = 0; i < len; i++) o[i] += wq * b[i];
                 }
             }
-            for (i64 k = 0; k < n_shared; k++) {
-                const REAL *b = buf + k * len;
-                REAL wk = w[G + k];
-                for (i64 i = 0; i < len; i++) o[i] += wk * b[i];
-            }
         }
+        free(buf);
     }
-    free(buf);
 }
 
 /* Backward of mix_forward, first part.
@@ -221,12 +231,17 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
                       i64 Gr, i64 G, i64 C, i64 N, i64 L, i64 Lo, i64 s, const i64 *kinds, i64 n_shared,
                       i64 halves, i64 split, i64 w_from, REAL *gy, double *sums, double *gW, REAL *gx) {
     i64 CNLo = C * N * Lo;
-    Chunks it = chunks_start(C, N, halves, Lo);
-    REAL *buf = (REAL *)malloc((size_t)((n_shared + 1) * it.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
-    REAL *scratch = buf + (n_shared + 1) * it.cap;
+    ChunkPlan plan = chunk_plan(C, N, halves, Lo);
     (void)split;
-    while (chunks_next(&it)) {
-        i64 c = it.c, h = it.h, n0 = it.n0, n1 = it.n1, i0 = it.i0, len = it.len;
+    PRAGMA(omp parallel)
+    {
+    REAL *buf = (REAL *)malloc((size_t)((n_shared + 1) * plan.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
+    REAL *scratch = buf + (n_shared + 1) * plan.cap;
+    PRAGMA(omp for schedule(static))
+    for (i64 idx = 0; idx < plan.count; idx++) {
+        Chunk ck;
+        if (!chunk_at(&plan, idx, &ck)) continue;
+        i64 c = ck.c, h = ck.h, n0 = ck.n0, n1 = ck.n1, i0 = ck.i0, len = ck.len;
         int for_w = gW != NULL && n0 >= w_from;
         for (i64 g = 0; g < G; g++) {
             const REAL *r = xh + g * CNLo + i0;
@@ -256,7 +271,9 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
                 }
             }
             i64 q = (g * C + c) * halves + h;
+            PRAGMA(omp atomic)
             sums[2 * q] += a;
+            PRAGMA(omp atomic)
             sums[2 * q + 1] += b;
             if (for_w) {
                 for (i64 e = 0; e < E; e++) {
@@ -269,6 +286,7 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
                         SIMD_SUM(acc)
                         for (i64 i = 0; i < len; i++) acc += ge[i] * r[i];
                     }
+                    PRAGMA(omp atomic)
                     gW[e * Wcols + g] += acc;
                 }
             }
@@ -286,6 +304,7 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
                         REAL acc = 0;
                         SIMD_SUM(acc)
                         for (i64 i = 0; i < len; i++) acc += ge[i] * bk[i];
+                        PRAGMA(omp atomic)
                         gW[e * Wcols + G + k] += acc;
                     }
                     for (i64 i = 0; i < len; i++) gs[i] += we * ge[i];
@@ -305,10 +324,12 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
     }
     free(buf);
 }
+}
 
 /* Backward of mix_forward, second part: gy <- rstd * (gy - mean(gy) - xh * mean(gy * xh)) per (row, half). */
 void FN(bn_backward)(REAL *gy, const REAL *xh, i64 R, i64 halves, i64 M, const REAL *rstd,
                      const double *sums) {
+    PRAGMA(omp parallel for schedule(static))
     for (i64 q = 0; q < R * halves; q++) {
         REAL *o = gy + q * M;
         const REAL *r = xh + q * M;
