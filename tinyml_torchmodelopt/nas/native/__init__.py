@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ('kernels.c', 'kernels.h')
-CFLAGS = ('-O3', '-march=native', '-fopenmp-simd', '-fPIC', '-shared', '-fno-math-errno')
+CFLAGS = ('-O3', '-march=native', '-fopenmp-simd', '-fPIC', '-shared', '-fno-math-errno', '-fno-trapping-math')
 # With OpenMP the kernels run on PyTorch's threads: its Linux wheels ship libgomp.so.1, which the
 # loader reuses for this library (same soname). Compilers without OpenMP build the serial kernels.
 OPENMP_FLAGS = ('-fopenmp',)

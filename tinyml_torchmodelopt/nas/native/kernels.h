@@ -219,6 +219,98 @@ void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wc
     }
 }
 
+/* The gradient through one candidate g on one chunk, with the E <= 6 edges fused into one pass:
+ *   o = act'(r) * sum_e w[e*ws] gc_e;   ab[0] = sum o, ab[1] = sum o*r;   cw[e] = sum gc_e * act(r)  (forw)
+ * act = ReLU when relu. Always inlined into wrappers with constant EK, relu and forw, so the edge
+ * terms unroll and the loop vectorises (branch-free selects) with its reductions in registers. */
+static inline __attribute__((always_inline)) void FN(cand_grad_body)(
+    const REAL *restrict gc, i64 CNLo, const REAL *w, i64 ws, const REAL *restrict r, i64 len,
+    REAL *restrict o, REAL *ab, REAL *cw, const int EK, const int relu, const int forw) {
+    const REAL *restrict g0 = gc, *restrict g1 = gc + (EK > 1) * CNLo, *restrict g2 = gc + (EK > 2) * 2 * CNLo;
+    const REAL *restrict g3 = gc + (EK > 3) * 3 * CNLo, *restrict g4 = gc + (EK > 4) * 4 * CNLo;
+    const REAL *restrict g5 = gc + (EK > 5) * 5 * CNLo;
+    REAL w0 = w[0], w1 = EK > 1 ? w[ws] : 0, w2 = EK > 2 ? w[2 * ws] : 0, w3 = EK > 3 ? w[3 * ws] : 0;
+    REAL w4 = EK > 4 ? w[4 * ws] : 0, w5 = EK > 5 ? w[5 * ws] : 0;
+    REAL a = 0, b = 0, c0 = 0, c1 = 0, c2 = 0, c3 = 0, c4 = 0, c5 = 0;
+    PRAGMA(omp simd reduction(+ : a, b, c0, c1, c2, c3, c4, c5))
+    for (i64 i = 0; i < len; i++) {
+        REAL ri = r[i];
+        REAL on = (REAL)(ri > 0);  /* arithmetic, not a branch: keeps the loop vectorisable */
+        REAL ci = relu ? ri * on : ri;
+        REAL v = w0 * g0[i];
+        if (EK > 1) v += w1 * g1[i];
+        if (EK > 2) v += w2 * g2[i];
+        if (EK > 3) v += w3 * g3[i];
+        if (EK > 4) v += w4 * g4[i];
+        if (EK > 5) v += w5 * g5[i];
+        if (forw) {
+            c0 += g0[i] * ci;
+            if (EK > 1) c1 += g1[i] * ci;
+            if (EK > 2) c2 += g2[i] * ci;
+            if (EK > 3) c3 += g3[i] * ci;
+            if (EK > 4) c4 += g4[i] * ci;
+            if (EK > 5) c5 += g5[i] * ci;
+        }
+        if (relu) v *= on;
+        o[i] = v;
+        a += v;
+        b += v * ri;
+    }
+    ab[0] = a;
+    ab[1] = b;
+    REAL c[6] = {c0, c1, c2, c3, c4, c5};
+    for (int j = 0; j < EK; j++) cw[j] = c[j];
+}
+
+#define DEFINE_CAND_GRAD(EK, RELU, FORW)                                                                \
+    static void FN(cand_grad_##EK##_##RELU##_##FORW)(const REAL *gc, i64 CNLo, const REAL *w, i64 ws,     \
+                                                     const REAL *r, i64 len, REAL *o, REAL *ab, REAL *cw) { \
+        FN(cand_grad_body)(gc, CNLo, w, ws, r, len, o, ab, cw, EK, RELU, FORW);                           \
+    }
+#define DEFINE_CAND_GRADS(EK) \
+    DEFINE_CAND_GRAD(EK, 0, 0) DEFINE_CAND_GRAD(EK, 0, 1) DEFINE_CAND_GRAD(EK, 1, 0) DEFINE_CAND_GRAD(EK, 1, 1)
+DEFINE_CAND_GRADS(1)
+DEFINE_CAND_GRADS(2)
+DEFINE_CAND_GRADS(3)
+DEFINE_CAND_GRADS(4)
+DEFINE_CAND_GRADS(5)
+DEFINE_CAND_GRADS(6)
+#define MAX_FUSED_EDGES 6
+
+typedef void (*FN(CandGradFn))(const REAL *, i64, const REAL *, i64, const REAL *, i64, REAL *, REAL *, REAL *);
+#define CAND_GRAD_ROW(EK) \
+    {FN(cand_grad_##EK##_0_0), FN(cand_grad_##EK##_0_1), FN(cand_grad_##EK##_1_0), FN(cand_grad_##EK##_1_1)}
+static const FN(CandGradFn) FN(cand_grad_table)[MAX_FUSED_EDGES][4] = {
+    CAND_GRAD_ROW(1), CAND_GRAD_ROW(2), CAND_GRAD_ROW(3), CAND_GRAD_ROW(4), CAND_GRAD_ROW(5), CAND_GRAD_ROW(6)};
+
+/* cand_grad for any number of edges (several passes); adds the edge sums straight into gw[e * gws]. */
+static void FN(cand_grad_any)(const REAL *gc, i64 CNLo, i64 E, const REAL *w, i64 ws, const REAL *r, i64 len,
+                              int relu, int for_w, REAL *o, REAL *ab, double *gw, i64 gws) {
+    for (i64 i = 0; i < len; i++) o[i] = 0;
+    for (i64 e = 0; e < E; e++) {
+        REAL we = w[e * ws];
+        const REAL *ge = gc + e * CNLo;
+        for (i64 i = 0; i < len; i++) o[i] += we * ge[i];
+        if (for_w) {
+            REAL acc = 0;
+            SIMD_SUM(acc)
+            for (i64 i = 0; i < len; i++) acc += ge[i] * (relu && r[i] <= 0 ? 0 : r[i]);
+            PRAGMA(omp atomic)
+            gw[e * gws] += acc;
+        }
+    }
+    REAL a = 0, b = 0;
+    SIMD_SUM2(a, b)
+    for (i64 i = 0; i < len; i++) {
+        REAL v = relu && r[i] <= 0 ? 0 : o[i];
+        o[i] = v;
+        a += v;
+        b += v * r[i];
+    }
+    ab[0] = a;
+    ab[1] = b;
+}
+
 /* Backward of mix_forward, first part.
  *   gy[g] = act_g'(xh[g]) * sum_e W[e, g] gc[e]   (gradient w.r.t. the normalised conv output)
  *   sums[2*q], sums[2*q+1] += sum gy, sum gy * xh  per (row, half) q    (for the BN backward)
@@ -246,48 +338,21 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
         for (i64 g = 0; g < G; g++) {
             const REAL *r = xh + g * CNLo + i0;
             REAL *o = gy + g * CNLo + i0;
-            REAL w0 = W[g];
-            const REAL *g0 = gc + i0;
-            for (i64 i = 0; i < len; i++) o[i] = w0 * g0[i];
-            for (i64 e = 1; e < E; e++) {
-                REAL we = W[e * Wcols + g];
-                const REAL *ge = gc + e * CNLo + i0;
-                for (i64 i = 0; i < len; i++) o[i] += we * ge[i];
-            }
-            REAL a = 0, b = 0;  /* one chunk: REAL partial sums, double totals */
-            if (g < Gr) {
-                SIMD_SUM2(a, b)
-                for (i64 i = 0; i < len; i++) {
-                    REAL v = r[i] > 0 ? o[i] : 0;
-                    o[i] = v;
-                    a += v;
-                    b += v * r[i];
-                }
+            REAL ab[2], cw[MAX_FUSED_EDGES];  /* one chunk: REAL partial sums, double totals */
+            if (E <= MAX_FUSED_EDGES) {
+                FN(cand_grad_table)[E - 1][2 * (g < Gr) + for_w](gc + i0, CNLo, W + g, Wcols, r, len, o, ab, cw);
             } else {
-                SIMD_SUM2(a, b)
-                for (i64 i = 0; i < len; i++) {
-                    a += o[i];
-                    b += o[i] * r[i];
-                }
+                FN(cand_grad_any)(gc + i0, CNLo, E, W + g, Wcols, r, len, g < Gr, for_w, o, ab, gW + g, Wcols);
             }
             i64 q = (g * C + c) * halves + h;
             PRAGMA(omp atomic)
-            sums[2 * q] += a;
+            sums[2 * q] += ab[0];
             PRAGMA(omp atomic)
-            sums[2 * q + 1] += b;
-            if (for_w) {
+            sums[2 * q + 1] += ab[1];
+            if (for_w && E <= MAX_FUSED_EDGES) {
                 for (i64 e = 0; e < E; e++) {
-                    const REAL *ge = gc + e * CNLo + i0;
-                    REAL acc = 0;
-                    if (g < Gr) {
-                        SIMD_SUM(acc)
-                        for (i64 i = 0; i < len; i++) acc += ge[i] * (r[i] > 0 ? r[i] : 0);
-                    } else {
-                        SIMD_SUM(acc)
-                        for (i64 i = 0; i < len; i++) acc += ge[i] * r[i];
-                    }
                     PRAGMA(omp atomic)
-                    gW[e * Wcols + g] += acc;
+                    gW[e * Wcols + g] += cw[e];
                 }
             }
         }
@@ -339,6 +404,10 @@ void FN(bn_backward)(REAL *gy, const REAL *xh, i64 R, i64 halves, i64 M, const R
 }
 
 #undef FN
+#undef DEFINE_CAND_GRAD
+#undef DEFINE_CAND_GRADS
+#undef CAND_GRAD_ROW
+#undef MAX_FUSED_EDGES
 #undef POOL_SCRATCH
 #undef CAT
 #undef CAT_
