@@ -119,3 +119,21 @@ def test_native_can_be_disabled_by_environment(monkeypatch):
     finally:
         monkeypatch.undo()
         native.reset()
+
+
+@needs_kernels
+def test_native_supernet_without_conv_candidates_equals_naive():
+    torch.manual_seed(0)
+    net = SearchNetwork(2, 3, 3, nodes_per_layer=2, multiplier=2,
+                        primitives=['none', 'max_pool_3x1', 'avg_pool_3x1', 'skip_connect']).double()
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_()
+    x = torch.randn(4, 1, 15, dtype=torch.float64)
+    assert torch.allclose(net(x), net(x, naive=True), atol=1e-10)
+    params = net.arch_parameters() + net.weights()
+    ga = torch.autograd.grad(net(x).square().sum(), params, allow_unused=True)
+    gb = torch.autograd.grad(net(x, naive=True).square().sum(), params, allow_unused=True)
+    for a, b in zip(ga, gb):
+        assert (a is None) == (b is None)
+        assert a is None or torch.allclose(a, b, atol=1e-9)

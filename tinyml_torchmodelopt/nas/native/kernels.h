@@ -183,38 +183,47 @@ static void FN(shared_chunk)(const REAL *x, i64 c, i64 n0, i64 n1, i64 N, i64 L,
 /* out[e] = sum_g W[e, g] * act_g(xh[g]) + sum_k W[e, G + k] * shared_k(x), act = ReLU for g < Gr. */
 void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wcols, i64 Gr, i64 G,
                      i64 C, i64 N, i64 L, i64 Lo, i64 s, const i64 *kinds, i64 n_shared, REAL *out) {
-    i64 CNLo = C * N * Lo;
+    i64 CNLo = C * N * Lo, n_rows = G + n_shared, padded = (n_rows + 3) / 4 * 4;
     ChunkPlan plan = chunk_plan(C, N, 1, Lo);
     PRAGMA(omp parallel)
     {
-        REAL *buf = (REAL *)malloc((size_t)(n_shared * plan.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
-        REAL *scratch = buf + n_shared * plan.cap;
+        REAL *buf = (REAL *)malloc((size_t)(n_shared * plan.cap + POOL_SCRATCH(L, Lo) + padded) * sizeof(REAL));
+        REAL *scratch = buf + n_shared * plan.cap, *floors = scratch + POOL_SCRATCH(L, Lo);
+        const REAL **rows = (const REAL **)malloc((size_t)(padded > 0 ? padded : 1) * sizeof(REAL *));
         PRAGMA(omp for schedule(static))
         for (i64 idx = 0; idx < plan.count; idx++) {
             Chunk k;
             if (!chunk_at(&plan, idx, &k)) continue;
             i64 i0 = k.i0, len = k.len;
             FN(shared_chunk)(x, k.c, k.n0, k.n1, N, L, s, Lo, kinds, n_shared, scratch, buf);
+            /* candidate rows of this chunk; act(r) = max(r, floor): ReLU for floor 0, identity for -inf */
+            for (i64 q = 0; q < padded; q++) {
+                rows[q] = q < G ? xh + q * CNLo + i0 : q < n_rows ? buf + (q - G) * len : rows[0];  /* w 0 */
+                floors[q] = q < Gr ? 0 : -INFINITY;
+            }
             for (i64 e = 0; e < E; e++) {
-                REAL *o = out + e * CNLo + i0;
+                REAL *restrict o = out + e * CNLo + i0;
                 const REAL *w = W + e * Wcols;
-                for (i64 i = 0; i < len; i++) o[i] = 0;
-                for (i64 g = 0; g < G; g++) {
-                    const REAL *r = xh + g * CNLo + i0;
-                    REAL wg = w[g];
-                    if (g < Gr) {
-                        for (i64 i = 0; i < len; i++) o[i] += wg * (r[i] > 0 ? r[i] : 0);
+                if (n_rows == 0)
+                    for (i64 i = 0; i < len; i++) o[i] = 0;
+                for (i64 q = 0; q < padded; q += 4) {  /* four candidates per pass over o */
+                    const REAL *restrict r0 = rows[q], *restrict r1 = rows[q + 1];
+                    const REAL *restrict r2 = rows[q + 2], *restrict r3 = rows[q + 3];
+                    REAL f0 = floors[q], f1 = floors[q + 1], f2 = floors[q + 2], f3 = floors[q + 3];
+                    REAL w0 = w[q], w1 = q + 1 < n_rows ? w[q + 1] : 0;
+                    REAL w2 = q + 2 < n_rows ? w[q + 2] : 0, w3 = q + 3 < n_rows ? w[q + 3] : 0;
+#define TERMS (w0 * (r0[i] > f0 ? r0[i] : f0) + w1 * (r1[i] > f1 ? r1[i] : f1) + \
+               w2 * (r2[i] > f2 ? r2[i] : f2) + w3 * (r3[i] > f3 ? r3[i] : f3))
+                    if (q == 0) {
+                        for (i64 i = 0; i < len; i++) o[i] = TERMS;
                     } else {
-                        for (i64 i = 0; i < len; i++) o[i] += wg * r[i];
+                        for (i64 i = 0; i < len; i++) o[i] += TERMS;
                     }
-                }
-                for (i64 q = 0; q < n_shared; q++) {
-                    const REAL *b = buf + q * len;
-                    REAL wq = w[G + q];
-                    for (i64 i = 0; i < len; i++) o[i] += wq * b[i];
+#undef TERMS
                 }
             }
         }
+        free(rows);
         free(buf);
     }
 }
