@@ -33,24 +33,40 @@ def num_edges(steps: int) -> int:
     return sum(t + 2 for t in range(steps))
 
 
+@lru_cache(maxsize=16)
+def _node_layout(steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(index, valid): the edges of node t as row t of a (steps, steps + 1) matrix, padded with edge 0."""
+    index = torch.zeros(steps, steps + 1, dtype=torch.long)
+    valid = torch.zeros(steps, steps + 1, dtype=torch.bool)
+    for t, first in enumerate(node_offsets(steps)):
+        index[t, :t + 2] = torch.arange(first, first + t + 2)
+        valid[t, :t + 2] = True
+    return index, valid
+
+
 def _keep_probability(strength: torch.Tensor, steps: int, temperature: float) -> torch.Tensor:
-    """P(edge among the top-2 inputs of its node) under Plackett-Luce sampling."""
-    out, offsets = [], node_offsets(steps)
-    for t in range(steps):
-        s = strength[offsets[t]:offsets[t] + t + 2]
-        if t == 0:  # both inputs are always kept
-            out.append(torch.ones_like(s))
-            continue
-        p = F.softmax(torch.log(s.clamp_min(1e-12)) / temperature, dim=0)
-        r = p / (1 - p).clamp_min(1e-6)
-        out.append(p * (1 + r.sum() - r))
-    return torch.cat(out)
+    """P(edge among the top-2 inputs of its node) under Plackett-Luce sampling (all nodes at once).
+
+    Node 0 has exactly two inputs, so both are always kept (the formula gives 1 there too).
+    """
+    index, valid = _node_layout(steps)
+    index, valid = index.to(strength.device), valid.to(strength.device)
+    logits = (torch.log(strength.clamp_min(1e-12)) / temperature)[index].masked_fill(~valid, float('-inf'))
+    p = F.softmax(logits, dim=1)
+    r = p / (1 - p).clamp_min(1e-6)
+    keep = p * (1 + r.sum(1, keepdim=True) - r)
+    keep = torch.cat([torch.ones_like(keep[:1]), keep[1:]]) if steps else keep
+    return keep[valid]
+
+
+@lru_cache(maxsize=64)
+def _kept_ops(primitives: tuple[str, ...]) -> torch.Tensor:
+    return torch.tensor([i for i, p in enumerate(primitives) if p != 'none'])
 
 
 def expected_edge_cost(alphas: torch.Tensor, cost: torch.Tensor, primitives: list[str], steps: int,
                     cost_temperature: float, keep_temperature: float) -> torch.Tensor:
-    keep_ops = [i for i, p in enumerate(primitives) if p != 'none']
-    idx = torch.tensor(keep_ops, device=alphas.device)
+    idx = _kept_ops(tuple(primitives)).to(alphas.device)
     w = F.softmax(alphas, dim=-1)[:, idx]
     strength = w.max(dim=-1).values
     q = F.softmax(alphas[:, idx] / cost_temperature, dim=-1)
