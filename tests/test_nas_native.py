@@ -137,3 +137,27 @@ def test_native_supernet_without_conv_candidates_equals_naive():
     for a, b in zip(ga, gb):
         assert (a is None) == (b is None)
         assert a is None or torch.allclose(a, b, atol=1e-9)
+
+
+@needs_kernels
+def test_native_alpha_gradient_does_not_depend_on_thread_count():
+    """Chunk partial sums are added in a fixed order, so resumed searches stay bit-exact."""
+    K = native.kernels()
+    g = torch.Generator().manual_seed(0)
+    C, N, L, E, G, split = 2, 40, 300, 3, 9, 20
+    x, xh = torch.randn(C, N, L, generator=g), torch.randn(G * C, N * L, generator=g)
+    W, gc = torch.rand(E, G + 2, generator=g), torch.randn(E, C * N * L, generator=g)
+    codes = torch.tensor([0, 1])
+    threads, results = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            gy, sums = torch.empty(G * C, N * L), torch.zeros(4 * G * C, dtype=torch.float64)
+            grad_W, gx = torch.zeros(E, G + 2, dtype=torch.float64), torch.zeros_like(x)
+            K.call('mix_backward', x.dtype, gc, xh, x, W, E, G + 2, 6, G, C, N, L, L, 1, codes, 2, 2, split, split,
+                   gy, sums, grad_W, gx)
+            results.append((gy, sums, grad_W, gx))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(*results):
+        assert torch.equal(a, b)

@@ -292,7 +292,7 @@ typedef void (*FN(CandGradFn))(const REAL *, i64, const REAL *, i64, const REAL 
 static const FN(CandGradFn) FN(cand_grad_table)[MAX_FUSED_EDGES][4] = {
     CAND_GRAD_ROW(1), CAND_GRAD_ROW(2), CAND_GRAD_ROW(3), CAND_GRAD_ROW(4), CAND_GRAD_ROW(5), CAND_GRAD_ROW(6)};
 
-/* cand_grad for any number of edges (several passes); adds the edge sums straight into gw[e * gws]. */
+/* cand_grad for any number of edges (several passes); writes the edge sums to gw[e * gws]. */
 static void FN(cand_grad_any)(const REAL *gc, i64 CNLo, i64 E, const REAL *w, i64 ws, const REAL *r, i64 len,
                               int relu, int for_w, REAL *o, REAL *ab, double *gw, i64 gws) {
     for (i64 i = 0; i < len; i++) o[i] = 0;
@@ -304,8 +304,7 @@ static void FN(cand_grad_any)(const REAL *gc, i64 CNLo, i64 E, const REAL *w, i6
             REAL acc = 0;
             SIMD_SUM(acc)
             for (i64 i = 0; i < len; i++) acc += ge[i] * (relu && r[i] <= 0 ? 0 : r[i]);
-            PRAGMA(omp atomic)
-            gw[e * gws] += acc;
+            gw[e * gws] = acc;
         }
     }
     REAL a = 0, b = 0;
@@ -333,6 +332,9 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
                       i64 halves, i64 split, i64 w_from, REAL *gy, double *sums, double *gW, REAL *gx) {
     i64 CNLo = C * N * Lo;
     ChunkPlan plan = chunk_plan(C, N, halves, Lo);
+    /* per-chunk partial sums, added up in chunk order afterwards: results do not depend on threads */
+    i64 P = 2 * G + E * Wcols;
+    double *part = (double *)calloc((size_t)(plan.count * P + 1), sizeof(double));
     (void)split;
     PRAGMA(omp parallel)
     {
@@ -342,8 +344,9 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
     for (i64 idx = 0; idx < plan.count; idx++) {
         Chunk ck;
         if (!chunk_at(&plan, idx, &ck)) continue;
-        i64 c = ck.c, h = ck.h, n0 = ck.n0, n1 = ck.n1, i0 = ck.i0, len = ck.len;
+        i64 c = ck.c, n0 = ck.n0, n1 = ck.n1, i0 = ck.i0, len = ck.len;
         int for_w = gW != NULL && n0 >= w_from;
+        double *pp = part + idx * P, *pw = pp + 2 * G;  /* this chunk's BN sums and grad W */
         for (i64 g = 0; g < G; g++) {
             const REAL *r = xh + g * CNLo + i0;
             REAL *o = gy + g * CNLo + i0;
@@ -351,19 +354,12 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
             if (E <= MAX_FUSED_EDGES) {
                 FN(cand_grad_table)[E - 1][2 * (g < Gr) + for_w](gc + i0, CNLo, W + g, Wcols, r, len, o, ab, cw);
             } else {
-                FN(cand_grad_any)(gc + i0, CNLo, E, W + g, Wcols, r, len, g < Gr, for_w, o, ab, gW + g, Wcols);
+                FN(cand_grad_any)(gc + i0, CNLo, E, W + g, Wcols, r, len, g < Gr, for_w, o, ab, pw + g, Wcols);
             }
-            i64 q = (g * C + c) * halves + h;
-            PRAGMA(omp atomic)
-            sums[2 * q] += ab[0];
-            PRAGMA(omp atomic)
-            sums[2 * q + 1] += ab[1];
-            if (for_w && E <= MAX_FUSED_EDGES) {
-                for (i64 e = 0; e < E; e++) {
-                    PRAGMA(omp atomic)
-                    gW[e * Wcols + g] += cw[e];
-                }
-            }
+            pp[2 * g] = ab[0];
+            pp[2 * g + 1] = ab[1];
+            if (for_w && E <= MAX_FUSED_EDGES)
+                for (i64 e = 0; e < E; e++) pw[e * Wcols + g] = cw[e];
         }
         if (n_shared && (for_w || gx != NULL)) {
             FN(shared_chunk)(x, c, n0, n1, N, L, s, Lo, kinds, n_shared, scratch, buf);
@@ -378,8 +374,7 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
                         REAL acc = 0;
                         SIMD_SUM(acc)
                         for (i64 i = 0; i < len; i++) acc += ge[i] * bk[i];
-                        PRAGMA(omp atomic)
-                        gW[e * Wcols + G + k] += acc;
+                        pw[e * Wcols + G + k] = acc;
                     }
                     for (i64 i = 0; i < len; i++) gs[i] += we * ge[i];
                 }
@@ -397,7 +392,20 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
         }
     }
     free(buf);
-}
+    }
+    for (i64 idx = 0; idx < plan.count; idx++) {
+        Chunk ck;
+        if (!chunk_at(&plan, idx, &ck)) continue;
+        const double *pp = part + idx * P;
+        for (i64 g = 0; g < G; g++) {
+            i64 q = (g * C + ck.c) * halves + ck.h;
+            sums[2 * q] += pp[2 * g];
+            sums[2 * q + 1] += pp[2 * g + 1];
+        }
+        if (gW != NULL)
+            for (i64 j = 0; j < E * Wcols; j++) gW[j] += pp[2 * G + j];
+    }
+    free(part);
 }
 
 /* Backward of mix_forward, second part: gy <- rstd * (gy - mean(gy) - xh * mean(gy * xh)) per (row, half). */
