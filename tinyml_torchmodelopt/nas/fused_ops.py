@@ -39,6 +39,8 @@ def _patches(x: torch.Tensor, k: int, stride: int, padding: int, n: int | None =
     """
     C, N, L = x.shape
     n = N if n is None else n
+    if k == 1 and padding == 0 and stride == 1:  # pointwise: the patches are x itself
+        return x.reshape(C, N * L)[:, :n * L]
     K = native.kernels()
     if K is not None and K.supports(x) and x.is_contiguous():
         Lo = (L + 2 * padding - k) // stride + 1
@@ -88,11 +90,12 @@ def _train_columns(t: torch.Tensor, split: int | None, n: int) -> torch.Tensor:
     return t if split is None else t[:, :split * (t.shape[1] // n)]
 
 
-def _conv_forward(x, wmat, kmax: int, blocks, stride: int, padding: int) -> torch.Tensor:
+def _conv_forward(x, wmat, kmax: int, blocks, stride: int, padding: int, with_patches: bool = False):
     """(C, N, L) -> (C_out, N*L_out) for the weight matrix ``wmat`` (C_out, kmax*C), columns (tap, channel).
 
     Each block (r0, r1, k) of output rows uses the centred k taps: a column
     slice of ``wmat`` and a row slice of the shared patches (views, no copies).
+    ``with_patches``: return (output, patches) for :func:`_conv_backward`.
     """
     C = x.shape[0]
     cols = _patches(x, kmax, stride, padding)
@@ -100,16 +103,16 @@ def _conv_forward(x, wmat, kmax: int, blocks, stride: int, padding: int) -> torc
     for r0, r1, k in blocks:
         lo = (kmax // 2 - k // 2) * C
         torch.mm(wmat[r0:r1, lo:lo + k * C], cols[lo:lo + k * C], out=out[r0:r1])
-    return out
+    return (out, cols) if with_patches else out
 
 
 def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, split,
-                   want_x: bool, want_w: bool, tap_mask=None, grad_x_into=None):
+                   want_x: bool, want_w: bool, tap_mask=None, grad_x_into=None, patches=None):
     """Gradients of :func:`_conv_forward` for g (C_out, N*L_out); grad_w from the first ``split`` samples.
 
     ``tap_mask`` (0/1 like ``wmat``) zeroes the gradient of taps outside each row's kernel when a
     block runs a smaller kernel with all kmax taps (see :class:`_StateBlock`). ``grad_x_into``:
-    add the input gradient to this (C, N, L) tensor.
+    add the input gradient to this (C, N, L) tensor. ``patches``: those of the forward, if kept.
     """
     C, N, L = x.shape
     grad_x = grad_w = None
@@ -126,7 +129,10 @@ def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, spl
             gcols[lo:lo + k * C].addmm_(w_t, g[r0:r1])
         grad_x = _col2im(gcols, x.shape, kmax, stride, padding, grad_x_into)
     if want_w:
-        cols = _patches(x, kmax, stride, padding, split)
+        if patches is None:
+            cols = _patches(x, kmax, stride, padding, split)
+        else:
+            cols = _train_columns(patches, split, N)
         g = _train_columns(g, split, N)
         grad_w = g.new_zeros(wmat.shape)  # taps outside a block's kernel keep a zero gradient
         for r0, r1, k in blocks:
@@ -447,17 +453,17 @@ class _NativeStateBlock(torch.autograd.Function):
         halves = _stat_groups(split, N)
         Lo = (L - 1) // stride + 1
         R = n_bn_relu + n_bn
-        xh = mean = rstd = None
+        xh = mean = rstd = cols = None
         if weight is not None:
-            xh = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2)
+            xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True)
             mean, rstd = x.new_empty(R * halves), x.new_empty(R * halves)
             K.call('bn_forward', x.dtype, xh, R, halves, N * Lo // halves, _EPS, mean, rstd)
         codes = _shared_codes(shared)
         out = x.new_empty(W.shape[0], C * N * Lo)
         K.call('mix_forward', x.dtype, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L, Lo,
                stride, codes, len(shared), out)
-        kept = xh if xh is not None and xh.numel() * xh.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES else None
-        ctx.save_for_backward(x, weight, W, kept, mean, rstd, codes)
+        keep = xh is not None and xh.numel() * xh.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES
+        ctx.save_for_backward(x, weight, W, xh if keep else None, cols if keep else None, mean, rstd, codes)
         ctx.conf, ctx.split = conf, split
         return out
 
@@ -465,7 +471,7 @@ class _NativeStateBlock(torch.autograd.Function):
     def backward(ctx, gc):
         blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = ctx.conf
         split = ctx.split
-        x, weight, W, xh, mean, rstd, codes = ctx.saved_tensors
+        x, weight, W, xh, cols, mean, rstd, codes = ctx.saved_tensors
         K = native.kernels()
         want_x, want_w, want_W = ctx.needs_input_grad[:3]
         gc = gc.contiguous()
@@ -487,7 +493,7 @@ class _NativeStateBlock(torch.autograd.Function):
         if weight is not None:
             K.call('bn_backward', x.dtype, gy, xh, R, halves, N * Lo // halves, rstd, sums)
             grad_x, grad_weight = _conv_backward(gy, x, weight, kmax, blocks, stride, kmax // 2, split,
-                                                 want_x, want_w, tap_mask, grad_x_into=grad_x)
+                                                 want_x, want_w, tap_mask, grad_x_into=grad_x, patches=cols)
         return grad_x, grad_weight, None if grad_W is None else grad_W.to(W.dtype), None, None
 
 
