@@ -18,6 +18,9 @@ typedef long long i64;
  * applies); without OpenMP the pragmas are ignored and everything runs serially. */
 #define CHUNK_ELEMS 2048
 
+/* Loops with less work (elements times candidates) run on one thread: waking a team costs more. */
+#define PARALLEL_MIN_WORK 65536
+
 typedef struct {
     i64 N, halves, Lo, per, cap, per_half, count;
 } ChunkPlan;

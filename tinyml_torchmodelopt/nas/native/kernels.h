@@ -29,7 +29,7 @@ static void FN(tap_range)(i64 off, i64 s, i64 L, i64 Lo, i64 *lo0, i64 *lo1) {
 /* im2col: out[(t*C + c), n*Lo + lo] = x[c, n, lo*s + t - p] (zero outside), for samples n < N of Nx. */
 void FN(im2col)(const REAL *x, i64 C, i64 Nx, i64 N, i64 L, i64 k, i64 s, i64 p, i64 Lo, REAL *out) {
     i64 NLo = N * Lo;
-    PRAGMA(omp parallel for collapse(2) schedule(static))
+    PRAGMA(omp parallel for collapse(2) schedule(static) if (k * C * N * Lo >= PARALLEL_MIN_WORK))
     for (i64 t = 0; t < k; t++) {
         for (i64 c = 0; c < C; c++) {
             i64 lo0, lo1;
@@ -52,7 +52,7 @@ void FN(im2col)(const REAL *x, i64 C, i64 Nx, i64 N, i64 L, i64 k, i64 s, i64 p,
 /* col2im: gx[c, n, lo*s + t - p] += cols[(t*C + c), n*Lo + lo] (the adjoint of im2col). */
 void FN(col2im)(const REAL *cols, i64 C, i64 N, i64 L, i64 k, i64 s, i64 p, i64 Lo, REAL *gx) {
     i64 NLo = N * Lo;
-    PRAGMA(omp parallel for collapse(2) schedule(static))
+    PRAGMA(omp parallel for collapse(2) schedule(static) if (k * C * N * Lo >= PARALLEL_MIN_WORK))
     for (i64 c = 0; c < C; c++) {
         for (i64 n = 0; n < N; n++) {
             for (i64 t = 0; t < k; t++) {
@@ -72,7 +72,7 @@ void FN(col2im)(const REAL *cols, i64 C, i64 N, i64 L, i64 k, i64 s, i64 p, i64 
 
 /* Batch-norm statistics of y (R, M*halves) per (row, half), then y normalised in place. */
 void FN(bn_forward)(REAL *y, i64 R, i64 halves, i64 M, double eps, REAL *mean, REAL *rstd) {
-    PRAGMA(omp parallel for schedule(static))
+    PRAGMA(omp parallel for schedule(static) if (R * halves * M >= PARALLEL_MIN_WORK))
     for (i64 q = 0; q < R * halves; q++) {
         REAL *v = y + q * M;
         double sum = 0;
@@ -93,7 +93,7 @@ void FN(bn_forward)(REAL *y, i64 R, i64 halves, i64 M, double eps, REAL *mean, R
 
 /* y normalised in place with given statistics (recomputed conv outputs). */
 void FN(bn_apply)(REAL *y, i64 R, i64 halves, i64 M, const REAL *mean, const REAL *rstd) {
-    PRAGMA(omp parallel for schedule(static))
+    PRAGMA(omp parallel for schedule(static) if (R * halves * M >= PARALLEL_MIN_WORK))
     for (i64 q = 0; q < R * halves; q++) {
         REAL *v = y + q * M;
         REAL m = mean[q], r = rstd[q];
@@ -185,7 +185,7 @@ void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wc
                      i64 C, i64 N, i64 L, i64 Lo, i64 s, const i64 *kinds, i64 n_shared, REAL *out) {
     i64 CNLo = C * N * Lo, n_rows = G + n_shared, padded = (n_rows + 3) / 4 * 4;
     ChunkPlan plan = chunk_plan(C, N, 1, Lo);
-    PRAGMA(omp parallel)
+    PRAGMA(omp parallel if (E * (G + n_shared) * CNLo >= PARALLEL_MIN_WORK))
     {
         REAL *buf = (REAL *)malloc((size_t)(n_shared * plan.cap + POOL_SCRATCH(L, Lo) + padded) * sizeof(REAL));
         REAL *scratch = buf + n_shared * plan.cap, *floors = scratch + POOL_SCRATCH(L, Lo);
@@ -336,7 +336,7 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
     i64 P = 2 * G + E * Wcols;
     double *part = (double *)calloc((size_t)(plan.count * P + 1), sizeof(double));
     (void)split;
-    PRAGMA(omp parallel)
+    PRAGMA(omp parallel if (E * G * CNLo >= PARALLEL_MIN_WORK))
     {
     REAL *buf = (REAL *)malloc((size_t)((n_shared + 1) * plan.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
     REAL *scratch = buf + (n_shared + 1) * plan.cap;
@@ -411,7 +411,7 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
 /* Backward of mix_forward, second part: gy <- rstd * (gy - mean(gy) - xh * mean(gy * xh)) per (row, half). */
 void FN(bn_backward)(REAL *gy, const REAL *xh, i64 R, i64 halves, i64 M, const REAL *rstd,
                      const double *sums) {
-    PRAGMA(omp parallel for schedule(static))
+    PRAGMA(omp parallel for schedule(static) if (R * halves * M >= PARALLEL_MIN_WORK))
     for (i64 q = 0; q < R * halves; q++) {
         REAL *o = gy + q * M;
         const REAL *r = xh + q * M;
