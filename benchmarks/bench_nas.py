@@ -3,7 +3,7 @@
 1024 synthetic series (length 256, 1 channel, 3 classes), half for the weights and
 half for the alphas, batch 32. Presets use the exact arguments of the seed table.
 
-    python benchmarks/bench_nas.py --presets s m l --modes first unrolled --epochs 2
+    python benchmarks/bench_nas.py --presets s m l --modes first unrolled --epochs 3
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tinyml_torchmodelopt.nas import SearchSettings, search  # noqa: E402
+from tinyml_torchmodelopt.nas import SearchSettings, native, search  # noqa: E402
 
 PRESETS = {  # layers, nodes, init channels, stem multiplier, fanout (multiplier)
     's': dict(layers=3, nodes_per_layer=4, init_channels=1, stem_multiplier=3, multiplier=4),
@@ -40,7 +40,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument('--presets', nargs='+', default=['s', 'm', 'l'], choices=sorted(PRESETS))
     p.add_argument('--modes', nargs='+', default=['first', 'unrolled'], choices=['first', 'unrolled'])
-    p.add_argument('--epochs', type=int, default=2, help='search epochs per run (the first is warm-up)')
+    p.add_argument('--epochs', type=int, default=3, help='search epochs per run (the first is warm-up)')
     p.add_argument('--device', default='cpu')
     p.add_argument('--penalty', default='Memory', choices=['Memory', 'Compute', 'none'])
     p.add_argument('--joint', default='auto', choices=['auto', 'on', 'off'],
@@ -50,7 +50,9 @@ def main(argv=None):
     half = len(x) // 2
     train = DataLoader(TensorDataset(x[:half], y[:half]), batch_size=32, shuffle=True)
     valid = DataLoader(TensorDataset(x[half:], y[half:]), batch_size=32, shuffle=True)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}")
+    kernels = native.kernels()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, supernet kernels: "
+          f"{'compiled' if kernels else 'PyTorch only'} (TINYML_NAS_NATIVE=0 disables the compiled ones)")
     print(f"{'preset':6} {'mode':9} {'passes':11} {'s/epoch':>8} {'samples/s':>10} {'peak RSS MB':>12}")
     for preset in args.presets:
         for mode in args.modes:
