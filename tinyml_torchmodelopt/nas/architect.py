@@ -188,13 +188,13 @@ class Architect:
         g_train = torch.autograd.grad(train_loss, weights)
         self._virtual_step_train = (train_loss.detach(), list(g_train), getattr(model, 'last_logits', None))
         with torch.no_grad():
-            step = [g + self.weight_decay * w for g, w in zip(g_train, weights)]
+            step = torch._foreach_add(list(g_train), weights, alpha=self.weight_decay)
             if weight_optimizer is not None:
-                for s, w in zip(step, weights):
-                    buf = weight_optimizer.state.get(w, {}).get('momentum_buffer')
-                    if buf is not None:
-                        s.add_(buf, alpha=self.momentum)
-            backup = [w.detach().clone() for w in weights]
+                moving = [(s, buf) for s, w in zip(step, weights)
+                          if (buf := weight_optimizer.state.get(w, {}).get('momentum_buffer')) is not None]
+                if moving:
+                    torch._foreach_add_([s for s, _ in moving], [b for _, b in moving], alpha=self.momentum)
+            backup = torch._foreach_mul(weights, 1.0)  # detached copies (no_grad)
             torch._foreach_add_(weights, step, alpha=-eta)
         try:
             val_loss = model.loss(x_valid, y_valid)
@@ -206,8 +206,7 @@ class Architect:
                 d_alpha = [d - eta * h for d, h in zip(d_alpha, implicit)]
         finally:
             with torch.no_grad():
-                for w, b in zip(weights, backup):
-                    w.copy_(b)
+                torch._foreach_copy_(weights, backup)
         if val_logits is not None:
             model.last_logits = val_logits  # the metrics want the validation logits, not the last FD pass
         return d_alpha, val_loss
@@ -216,19 +215,19 @@ class Architect:
                                 x, y, r: float = 1e-2):
         """(grad_a L(w0 + eps v) - grad_a L(w0 - eps v)) / (2 eps), eps = r / ||v||; None if v == 0."""
         model, alphas, weights = self.model, self.model.arch_parameters(), self.model.weights()
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t) for t in v]))
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(v))))
         if not torch.isfinite(norm) or float(norm) == 0.0:
             return None
         eps = r / float(norm)
         with torch.no_grad():
-            for w, b, d in zip(weights, w0, v):
-                w.copy_(b).add_(d, alpha=eps)
+            torch._foreach_copy_(weights, w0)
+            torch._foreach_add_(weights, v, alpha=eps)
         with frozen(weights):
             loss_pos = model.loss(x, y)
         g_pos = torch.autograd.grad(loss_pos, alphas)
         with torch.no_grad():
-            for w, b, d in zip(weights, w0, v):
-                w.copy_(b).add_(d, alpha=-eps)
+            torch._foreach_copy_(weights, w0)
+            torch._foreach_add_(weights, v, alpha=-eps)
         with frozen(weights):
             loss_neg = model.loss(x, y)
         g_neg = torch.autograd.grad(loss_neg, alphas)
