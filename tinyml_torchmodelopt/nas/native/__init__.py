@@ -91,7 +91,10 @@ def _compile(compiler: str, target: Path) -> None:
     try:
         for extra in (OPENMP_FLAGS, ()):
             cmd = [compiler, *CFLAGS, *extra, '-o', tmp, str(SOURCE_DIR / 'kernels.c'), '-lm']
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
+            except FileNotFoundError:
+                raise RuntimeError(f"C compiler {compiler!r} not found (install gcc or set CC)") from None
             if done.returncode == 0:
                 break
         else:
