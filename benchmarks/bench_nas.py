@@ -43,6 +43,8 @@ def main(argv=None):
     p.add_argument('--epochs', type=int, default=3, help='search epochs per run (the first is warm-up)')
     p.add_argument('--device', default='cpu')
     p.add_argument('--penalty', default='Memory', choices=['Memory', 'Compute', 'none'])
+    p.add_argument('--partial-channels', type=int, default=1,
+                   help='PC-DARTS: 1/K of the channels through the candidate ops (1 = off, the seed algorithm)')
     p.add_argument('--joint', default='auto', choices=['auto', 'on', 'off'],
                    help="first-order: one joint train/valid pass per iteration (auto: by activation size)")
     args = p.parse_args(argv)
@@ -59,12 +61,13 @@ def main(argv=None):
             settings = SearchSettings(num_classes=3, epochs=args.epochs, unrolled=(mode == 'unrolled'),
                                       optimization_mode=None if args.penalty == 'none' else args.penalty,
                                       device=args.device, joint_passes=JOINT[args.joint],
-                                      **PRESETS[preset])
+                                      partial_channels=args.partial_channels, **PRESETS[preset])
             result = search(train, valid, settings)
             epochs = result.history[1:] or result.history  # skip warm-up epoch when possible
             sec = sum(r.seconds for r in epochs) / len(epochs)
             rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            print(f"{preset:6} {mode:9} {result.update_scheme:11} {sec:8.3f} {half / sec:10.1f} {rss:12.0f}",
+            label = preset if args.partial_channels == 1 else f"{preset}/pc{args.partial_channels}"
+            print(f"{label:6} {mode:9} {result.update_scheme:11} {sec:8.3f} {half / sec:10.1f} {rss:12.0f}",
                   flush=True)
 
 

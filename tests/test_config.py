@@ -103,3 +103,11 @@ def test_config_reference_is_generated_from_schema():
     from tinyml_modelzoo.config.docgen import render
     doc = Path(__file__).parent.parent / "docs" / "config_reference.md"
     assert doc.read_text() == render(), "regenerate: python -m tinyml_modelzoo.config.docgen > docs/config_reference.md"
+
+
+def test_partial_channels_must_divide_the_darts_channels(tmp_path):
+    text = problems(tmp_path, {"training": {"nas_enabled": True, "nas_model_size": "l", "nas_partial_channels": 3}})
+    assert "training.nas_partial_channels: 3 does not divide the 4 channels of the first cell" in text
+    config = load_config(write(tmp_path, {"training": {"nas_enabled": True, "nas_model_size": "l",
+                                                       "nas_partial_channels": 4}}))
+    assert config.training.nas_partial_channels == 4

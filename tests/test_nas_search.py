@@ -281,3 +281,28 @@ def test_joint_passes_are_chosen_by_activation_size():
     assert not _use_joint_passes(net, _settings(joint_max_bytes=1024), source)  # over the memory bound
     assert _use_joint_passes(net, _settings(joint_max_bytes=1024, joint_passes=True), source)
     assert not _use_joint_passes(net, _settings(unrolled=True, joint_passes=True), source)
+
+
+@pytest.mark.parametrize('partial_channels', [2, 4])
+def test_partial_channel_supernet_equals_naive_mixture(partial_channels):
+    torch.manual_seed(0)
+    net = SearchNetwork(4, 3, 4, nodes_per_layer=3, multiplier=2, partial_channels=partial_channels).double()
+    assert [c.Cp for c in net.cells] == [4 // partial_channels, 8 // partial_channels, 16 // partial_channels,
+                                         16 // partial_channels]
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_()
+    x = torch.randn(4, 1, 23, dtype=torch.float64)
+    fast, naive = net(x), net(x, naive=True)
+    assert torch.allclose(fast, naive, atol=1e-10, rtol=1e-9)
+    params = net.arch_parameters() + net.weights()
+    ga = torch.autograd.grad(fast.square().sum(), params, allow_unused=True)
+    gb = torch.autograd.grad(net(x, naive=True).square().sum(), params, allow_unused=True)
+    for a, b in zip(ga, gb):
+        assert (a is None) == (b is None)
+        assert a is None or torch.allclose(a, b, atol=1e-9)
+
+
+def test_partial_channels_must_divide_the_channels():
+    with pytest.raises(ValueError, match='partial_channels must be >= 1 and divide'):
+        SearchNetwork(6, 3, 3, partial_channels=4)

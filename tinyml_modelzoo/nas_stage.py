@@ -91,7 +91,7 @@ def darts_settings(features, cfg: TrainingConfig, seed: int, device: DeviceInfo)
         unrolled=cfg.nas_unrolled, optimization_mode=cfg.nas_optimization_mode,
         penalty_weight=cfg.nas_penalty_weight if cfg.nas_penalty_weight is not None else DEFAULT_PENALTY_WEIGHT,
         target_params=target_params, target_macs=cfg.nas_target_macs,
-        beta_decay=cfg.nas_beta_decay or 0.0, seed=seed,
+        beta_decay=cfg.nas_beta_decay or 0.0, partial_channels=cfg.nas_partial_channels, seed=seed,
         device="cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu")
 
 

@@ -87,7 +87,22 @@ def _check_training(config: Config) -> list[str]:
                             f"a cell can concatenate at most its {nodes} nodes")
         if t.nas_target_params and t.nas_target_macs:
             problems.append("training.nas_target_params and nas_target_macs: set one budget, not both")
+        channels = _darts_channels(config, t.nas_init_channels or preset.init_channels)
+        if t.nas_partial_channels > 1 and channels % t.nas_partial_channels:
+            problems.append(f"training.nas_partial_channels: {t.nas_partial_channels} does not divide the "
+                            f"{channels} channels of the first cell; use a divisor of {channels} (1 = off) "
+                            "or raise nas_init_channels")
     return problems
+
+
+def _darts_channels(config: Config, channels: int) -> int:
+    """First-cell channels of the DARTS search: NPU targets round them up to a multiple of 4."""
+    try:
+        from ..devices import get_device
+        npu = get_device(config.common.target_device).has_npu
+    except (ImportError, KeyError, ValueError):
+        npu = False
+    return -(-channels // 4) * 4 if npu else channels
 
 
 def _check_nas(config: Config) -> list[str]:

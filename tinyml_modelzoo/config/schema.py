@@ -118,6 +118,9 @@ class TrainingConfig:
                                            "set; other presets use the penalty weight).", min=1)
     nas_target_macs: Optional[int] = opt(None, "Budget mode: aim the found model at this many MACs.", min=1)
     nas_beta_decay: Optional[float] = opt(None, "beta-DARTS regularisation weight against search collapse.", min=0)
+    nas_partial_channels: int = opt(1, "PC-DARTS partial channels K: only 1/K of each edge's channels go through the "
+                                    "candidate ops (K^2 fewer MACs, a faster search of large presets); must divide "
+                                    "the channel count. 1 = off.", min=1)
     nas_batch_size: Optional[int] = opt(32, "Batch size of the search (empty: batch_size).", min=1)
     nas_arch_learning_rate: Optional[float] = opt(None, "Adam learning rate of the architecture weights (default: "
                                                   "2 / number of alpha updates, so alphas can move ~2 logits "

@@ -198,11 +198,31 @@ def _shared_op(name: str, x: torch.Tensor, stride: int) -> torch.Tensor:
     return out.view(A, B, -1)
 
 
+def partial_width(C: int, partial_channels: int) -> int:
+    """Channels of a C-channel state that pass through the candidate ops (PC-DARTS, 1/K of them)."""
+    if partial_channels < 1 or C % partial_channels:
+        raise ValueError(f"partial_channels must be >= 1 and divide every cell's channel count; "
+                         f"got {partial_channels} for {C} channels")
+    return C // partial_channels
+
+
+def _channel_shuffle_index(C: int, groups: int) -> torch.Tensor:
+    """out = x[index] interleaves the ``groups`` channel blocks of x (PC-DARTS' channel shuffle)."""
+    return torch.arange(C).view(groups, C // groups).t().reshape(-1)
+
+
 class SearchCell(nn.Module):
+    """One supernet cell. ``partial_channels`` K > 1: partial-channel connections (PC-DARTS, Xu et al.
+    2020): on every edge only the first C/K channels go through the candidate ops, the others bypass
+    them (max-pooled on stride-2 edges), and the channels are shuffled so that the next edge mixes
+    others. The candidate convs then cost K^2 fewer MACs; the derived network keeps all C channels.
+    """
+
     def __init__(self, primitives: list[str], C_prev_prev: int, C_prev: int, C: int,
-                 reduction: bool, reduction_prev: bool, steps: int, multiplier: int):
+                 reduction: bool, reduction_prev: bool, steps: int, multiplier: int, partial_channels: int = 1):
         super().__init__()
         self.reduction, self.C, self.steps, self.multiplier = reduction, C, steps, multiplier
+        self.Cp = partial_width(C, partial_channels)
         self.primitives = primitives
         self.preprocess0, self.preprocess1 = make_preprocess(C_prev_prev, C_prev, C, reduction_prev,
                                                              affine=False)
@@ -211,9 +231,16 @@ class SearchCell(nn.Module):
         self.fused = nn.ModuleList()
         self.generic = nn.ModuleList()
         for plan in self.plans:
-            self.fused.append(StateCandidates(C, plan, self.kernels))
+            self.fused.append(StateCandidates(self.Cp, plan, self.kernels))
             self.generic.append(nn.ModuleList(
-                OPS[name](C, plan.stride, False) for name in plan.generic for _ in range(plan.n_edges)))
+                OPS[name](self.Cp, plan.stride, False) for name in plan.generic for _ in range(plan.n_edges)))
+        shuffle = _channel_shuffle_index(C, partial_channels) if self.Cp < C else None
+        self.register_buffer('_shuffle', shuffle, persistent=False)
+
+    def _bypass(self, x: torch.Tensor, stride: int, channel_dim: int) -> torch.Tensor:
+        """The channels an edge passes around its candidates (max-pooled when the edge reduces)."""
+        rest = x.narrow(channel_dim, self.Cp, self.C - self.Cp)
+        return rest if stride == 1 else _shared_op('max_pool_3x1', rest, stride)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, mixing: list[torch.Tensor],
                 split: int | None = None) -> torch.Tensor:
@@ -223,24 +250,35 @@ class SearchCell(nn.Module):
         """
         states = [conv_bn_relu_block(self.preprocess0, s0, split), conv_bn_relu_block(self.preprocess1, s1, split)]
         partial: list[list[torch.Tensor]] = [[] for _ in range(self.steps)]
-        C = self.C
+        bypass: list[list[torch.Tensor]] = [[] for _ in range(self.steps)]
         for plan, fused, generic, W in zip(self.plans, self.fused, self.generic, mixing):
             x = states[plan.j]
+            xp = x[:self.Cp]  # all channels unless partial (a contiguous view: channels lead)
             extras = []
             if len(generic):
                 if split is not None:
                     raise ValueError("joint passes support only the fused primitives")
-                xt = x.transpose(0, 1)
+                xt = xp.transpose(0, 1)
                 extras = [op(xt).transpose(0, 1).contiguous() for op in generic]
-            contrib = fused(x, W, extras, split)
+            contrib = fused(xp, W, extras, split)
             for e, piece in enumerate(contrib.unbind(0)):
                 partial[plan.first_target + e].append(piece)
+            if self._shuffle is not None:
+                rest = self._bypass(x, plan.stride, 0)
+                for e in range(plan.n_edges):
+                    bypass[plan.first_target + e].append(rest)
             if plan.j >= 1:  # node t = j-1 has inputs 0..j: all processed now
                 t = plan.j - 1
                 node = partial[t][0]
                 for p in partial[t][1:]:
                     node = node + p
-                states.append(node.view(C, x.shape[1], -1))
+                node = node.view(self.Cp, x.shape[1], -1)
+                if self._shuffle is not None:  # shuffle(cat(mix, bypass)) summed over edges = shuffle of sums
+                    rest = bypass[t][0]
+                    for b in bypass[t][1:]:
+                        rest = rest + b
+                    node = torch.cat([node, rest]).index_select(0, self._shuffle)
+                states.append(node)
         return torch.cat(states[-self.multiplier:], dim=0)
 
     # -- reference path: op-by-op DARTS mixture on the same weights -------------
@@ -255,7 +293,8 @@ class SearchCell(nn.Module):
                 plan, fused, generic = self.plans[j], self.fused[j], self.generic[j]
                 e_local = t - plan.first_target
                 w = weights[offsets[t] + j]
-                x = states[j]
+                x = states[j][:, :self.Cp]
+                edge = 0
                 for o, name in enumerate(self.primitives):
                     if name == 'none':
                         continue  # Zero op: contributes exactly 0
@@ -270,7 +309,10 @@ class SearchCell(nn.Module):
                         out = generic[plan.generic.index(name) * plan.n_edges + e_local](x)
                     else:
                         out = _shared_op(name, x, plan.stride)
-                    total = total + w[o] * out
+                    edge = edge + w[o] * out
+                if self._shuffle is not None:
+                    edge = torch.cat([edge, self._bypass(states[j], plan.stride, 1)], 1)[:, self._shuffle]
+                total = total + edge
             states.append(total)
         return torch.cat(states[-self.multiplier:], dim=1)
 
@@ -284,7 +326,7 @@ class SearchNetwork(nn.Module):
     def __init__(self, C: int, num_classes: int, layers: int, in_channels: int = 1,
                  with_input_batchnorm: bool = True, nodes_per_layer: int = 4, multiplier: int = 4,
                  stem_multiplier: int = 3, primitives=None, input_length: int | None = None,
-                 cost_temperature: float = 0.2, keep_temperature: float = 0.1):
+                 cost_temperature: float = 0.2, keep_temperature: float = 0.1, partial_channels: int = 1):
         super().__init__()
         if layers < 3:
             raise ValueError(f"layers must be >= 3, got {layers}")
@@ -308,7 +350,7 @@ class SearchNetwork(nn.Module):
             if reduction:
                 C_curr *= 2
             self.cells.append(SearchCell(self.primitives, C_pp, C_p, C_curr, reduction, reduction_prev,
-                                         nodes_per_layer, multiplier))
+                                         nodes_per_layer, multiplier, partial_channels))
             reduction_prev = reduction
             C_pp, C_p = C_p, multiplier * C_curr
         self.classifier = make_classifier(C_p, num_classes)
@@ -376,7 +418,7 @@ class SearchNetwork(nn.Module):
         largest = 0
         for cell in self.cells:
             for plan in cell.plans:
-                largest = max(largest, plan.n_fused * cell.C * -(-length // plan.stride))
+                largest = max(largest, plan.n_fused * cell.Cp * -(-length // plan.stride))
             if cell.reduction:
                 length = -(-length // 2)
         return largest

@@ -56,6 +56,7 @@ class SearchSettings:
     target_macs: Optional[int] = None  # budget mode (Compute)
     budget_rate: float = 0.2  # dual-ascent step of the budget-mode multiplier, per arch step
     beta_decay: float = 0.0  # beta-DARTS regularisation weight (0 = off)
+    partial_channels: int = 1  # K > 1: PC-DARTS, 1/K of the channels through the candidates (K^2 fewer MACs)
     cost_temperature: float = 0.2  # sharpness of the expected op choice (0.2: rank corr. > 0.9)
     keep_temperature: float = 0.1  # sharpness of the expected top-2 edge choice
     seed: int = 0
@@ -72,6 +73,9 @@ class SearchSettings:
             raise ValueError(f"layers: got {self.layers}; the minimum is 3")
         if not 1 <= self.multiplier <= self.nodes_per_layer:
             raise ValueError(f"multiplier: got {self.multiplier}; expected 1..nodes_per_layer")
+        if self.partial_channels < 1 or self.init_channels % self.partial_channels:
+            raise ValueError(f"partial_channels: got {self.partial_channels}; expected a divisor of "
+                             f"init_channels={self.init_channels} (1 = off)")
 
     @property
     def penalty_mode(self) -> Optional[str]:
@@ -165,7 +169,8 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
                           settings.with_input_batchnorm, settings.nodes_per_layer, settings.multiplier,
                           settings.stem_multiplier, list(settings.primitives), input_length=length,
                           cost_temperature=settings.cost_temperature,
-                          keep_temperature=settings.keep_temperature).to(device)
+                          keep_temperature=settings.keep_temperature,
+                          partial_channels=settings.partial_channels).to(device)
     weights = model.weights()
     w_opt = torch.optim.SGD(weights, settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, settings.epochs, eta_min=settings.lr_min)
@@ -327,7 +332,7 @@ def settings_from_args(args) -> SearchSettings:
               arch_weight_decay=float(get('arch_weight_decay', 1e-3)), unrolled=bool(get('unrolled', False)),
               optimization_mode=mode, seed=int(get('seed', 0)), device=device)
     for name in ('penalty_weight', 'target_params', 'target_macs', 'beta_decay', 'primitives', 'lr_min',
-                 'joint_passes'):
+                 'joint_passes', 'partial_channels'):
         if getattr(args, name, None) is not None:
             kw[name] = tuple(args.primitives) if name == 'primitives' else getattr(args, name)
     return SearchSettings(**kw)
