@@ -34,10 +34,11 @@ log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent
 SOURCES = ('kernels.c', 'kernels.h')
-CFLAGS = ('-O3', '-march=native', '-fopenmp-simd', '-fPIC', '-shared', '-fno-math-errno', '-fno-trapping-math')
+CFLAGS = ('-O3', '-fopenmp-simd', '-fPIC', '-shared', '-fno-math-errno', '-fno-trapping-math')
+# Tried in order until one builds: OpenMP + this CPU's vector units, then without OpenMP, then portable.
+FLAG_SETS = (('-march=native', '-fopenmp'), ('-march=native',), ())
 # With OpenMP the kernels run on PyTorch's threads: its Linux wheels ship libgomp.so.1, which the
 # loader reuses for this library (same soname). Compilers without OpenMP build the serial kernels.
-OPENMP_FLAGS = ('-fopenmp',)
 COMPILE_TIMEOUT_S = 180
 
 _P, _I, _D = ctypes.c_void_p, ctypes.c_longlong, ctypes.c_double
@@ -79,7 +80,7 @@ def _build_key(compiler: str) -> str:
     h = hashlib.sha256()
     for name in SOURCES:
         h.update((SOURCE_DIR / name).read_bytes())
-    h.update(' '.join((compiler, *CFLAGS, *OPENMP_FLAGS, _cpu_identity(), platform.platform())).encode())
+    h.update(' '.join((compiler, *CFLAGS, *sum(FLAG_SETS, ()), _cpu_identity(), platform.platform())).encode())
     return h.hexdigest()[:16]
 
 
@@ -89,7 +90,7 @@ def _compile(compiler: str, target: Path) -> None:
     fd, tmp = tempfile.mkstemp(suffix='.so', dir=target.parent)
     os.close(fd)
     try:
-        for extra in (OPENMP_FLAGS, ()):
+        for extra in FLAG_SETS:
             cmd = [compiler, *CFLAGS, *extra, '-o', tmp, str(SOURCE_DIR / 'kernels.c'), '-lm']
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S)
