@@ -36,7 +36,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sensor_datasets import DATASETS, write_dataset  # noqa: E402
+import sensor_datasets  # noqa: E402
+import ucr_datasets  # noqa: E402
+
+# suite name -> (dataset specs with .feature_extraction_name, write_dataset(name, root, seed))
+SUITES = {"sensor": (sensor_datasets.DATASETS, sensor_datasets.write_dataset),
+          "ucr": (ucr_datasets.DATASETS, ucr_datasets.write_dataset)}
+DATASETS = {**sensor_datasets.DATASETS, **ucr_datasets.DATASETS}
+
+
+def write_dataset(name: str, root: Path, seed: int) -> Path:
+    writer = next(write for specs, write in SUITES.values() if name in specs)
+    return writer(name, root, seed)
 
 BASE_CONFIG = """\
 common:
@@ -121,7 +132,9 @@ def rocket_accuracy(data_dir: Path, lists: dict[str, list[str]], seed: int) -> f
         xs, ys = [], []
         for p in paths:
             rel = p if p.startswith("classes/") else f"classes/{p}"
-            a = np.loadtxt(data_dir / rel, delimiter=",", skiprows=1, ndmin=2)[:, 1:]   # drop time column
+            header = (data_dir / rel).open().readline().strip().split(",")
+            keep = [i for i, h in enumerate(header) if "time" not in h.lower()]
+            a = np.loadtxt(data_dir / rel, delimiter=",", skiprows=1, ndmin=2)[:, keep]
             xs.append(a.T)
             ys.append(rel.split("/")[1])
         return np.stack(xs).astype(np.float32), np.array(ys)
@@ -275,7 +288,10 @@ def print_table(rows: list[Row]) -> None:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--suite", default="sensor", choices=sorted(SUITES),
+                   help="sensor: generated sensor-like data; ucr: seven real UCR/UEA datasets (from the aeon wheel)")
+    p.add_argument("--datasets", nargs="+", default=None, choices=list(DATASETS),
+                   help="default: every dataset of the suite")
     p.add_argument("--methods", nargs="+", default=["CLS_1k_NPU", "CLS_4k_NPU", "DARTS"])
     p.add_argument("--out", default="/tmp/tinyml_bench")
     p.add_argument("--tag", default="default", help="run-name suffix and the 'tag' column of the CSV")
@@ -291,6 +307,7 @@ def main(argv=None):
     p.add_argument("--no-baseline", action="store_true")
     args = p.parse_args(argv)
     methods = args.methods
+    args.datasets = args.datasets or list(SUITES[args.suite][0])
     if args.quick:
         args.datasets = [d for d in args.datasets if d in ("ecg_beats", "gestures", "sensor_spikes")] or args.datasets[:3]
         methods = ["CLS_1k_NPU", "DARTS"]
