@@ -101,7 +101,10 @@ def test_arch_learning_rate_scales_with_the_number_of_alpha_updates():
 
     def cfg(**training):
         return config_from_dict({"training": {"nas_enabled": True, "batch_size": 32, **training}}).training
-    assert arch_learning_rate(cfg(nas_epochs=10), 320) == pytest.approx(2.0 / 100)
+    # 320 series / batch 32 = 10 steps, raised to nas_min_steps_per_epoch (20); 5 of 10 epochs warm up
+    assert arch_learning_rate(cfg(nas_epochs=10), 320) == pytest.approx(2.0 / (5 * 20))
+    assert arch_learning_rate(cfg(nas_epochs=10), 3200) == pytest.approx(2.0 / (5 * 100))
+    assert arch_learning_rate(cfg(nas_epochs=10, nas_warmup_epochs=0), 320) == pytest.approx(2.0 / (10 * 20))
     assert arch_learning_rate(cfg(nas_epochs=50), 32000) == pytest.approx(1e-3)      # floor
     assert arch_learning_rate(cfg(nas_epochs=1), 32) == pytest.approx(3e-2)          # cap
     assert arch_learning_rate(cfg(nas_arch_learning_rate=3e-4), 320) == 3e-4         # the user's value wins

@@ -1,5 +1,6 @@
 """Supernet, architect and search-loop tests (tinyml_torchmodelopt.nas)."""
 import argparse
+import dataclasses
 
 import pytest
 import torch
@@ -306,3 +307,39 @@ def test_partial_channel_supernet_equals_naive_mixture(partial_channels):
 def test_partial_channels_must_divide_the_channels():
     with pytest.raises(ValueError, match='partial_channels must be >= 1 and divide'):
         SearchNetwork(6, 3, 3, partial_channels=4)
+
+
+def test_warmup_epochs_train_weights_only():
+    train, valid = toy_loaders()
+    result = search(train, valid, _settings(epochs=3, warmup_epochs=2))
+    first, second, third = result.history
+    assert [r.alphas_learned for r in result.history] == [False, False, True]
+    assert first.alphas_normal == second.alphas_normal  # alphas frozen through the warm-up ...
+    assert third.alphas_normal != second.alphas_normal  # ... and learning afterwards
+    assert first.train_loss != second.train_loss  # while the weights learn
+
+
+def test_warmup_genotypes_are_not_budget_candidates():
+    from tinyml_torchmodelopt.nas.genotypes import genotype_to_dict
+    train, valid = toy_loaders()
+    settings = _settings(epochs=2, warmup_epochs=1, optimization_mode='Memory')
+    warm = search(train, valid, settings).history[0]
+    # the warm-up genotype (initial alphas) is exactly on budget; it must still not be chosen
+    result = search(train, valid, dataclasses.replace(settings, target_params=warm.params))
+    assert result.history[0].params == warm.params and not result.history[0].alphas_learned
+    assert genotype_to_dict(result.genotype) == result.history[1].genotype
+
+
+def test_min_steps_per_epoch_cycles_a_small_training_split():
+    train, valid = toy_loaders(n=64, batch=16)  # 32 training series: 2 batches per pass
+    plain = search(train, valid, _settings(epochs=1))
+    cycled = search(train, valid, _settings(epochs=1, min_steps_per_epoch=7))
+    # 7 steps = 4 passes of 2 batches (whole passes): 8 batches of 16
+    samples = lambda r: round(r.history[0].samples_per_second * r.history[0].seconds)
+    assert samples(plain) == 32 and samples(cycled) == 128
+
+
+@pytest.mark.parametrize('bad', [dict(warmup_epochs=3), dict(warmup_epochs=-1), dict(min_steps_per_epoch=0)])
+def test_search_settings_reject_bad_warmup_and_steps(bad):
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        _settings(epochs=3, **bad)

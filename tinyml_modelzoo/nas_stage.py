@@ -29,7 +29,7 @@ from .devices import DeviceInfo, estimate_latency_us
 from .model_specs import write_spec_file
 from .plots import plot_alpha_evolution, plot_darts_pareto
 from .progress import progress
-from .recipe import batch_size
+from .recipe import batch_size, steps_per_epoch
 
 log = logging.getLogger("tinyml_modelzoo")
 CHECKPOINT = "search_checkpoint.pt"
@@ -55,14 +55,21 @@ def search_batch_size(cfg: TrainingConfig, num_train: int) -> int:
     return cfg.nas_batch_size or batch_size(cfg, num_train)
 
 
-def arch_learning_rate(cfg: TrainingConfig, num_val: int, num_train: int | None = None) -> float:
+def warmup_epochs(cfg: TrainingConfig) -> int:
+    """``nas_warmup_epochs``, else half of the search (at least one epoch updates the alphas)."""
+    warmup = cfg.nas_warmup_epochs if cfg.nas_warmup_epochs is not None else cfg.nas_epochs // 2
+    return min(warmup, cfg.nas_epochs - 1)
+
+
+def arch_learning_rate(cfg: TrainingConfig, num_train: int) -> float:
     """DARTS' 3e-4 moves alphas by a few hundredths on a small dataset: the softmax
     stays near uniform and the derived genotype is noise. Scale the rate with the
-    number of alpha updates instead, so the search can move them by ~2 logits."""
+    number of alpha updates (one per training step after the warm-up) instead, so
+    the search can move them by ~2 logits."""
     if cfg.nas_arch_learning_rate is not None:
         return cfg.nas_arch_learning_rate
-    batch = search_batch_size(cfg, num_train)
-    updates = cfg.nas_epochs * max(1, -(-num_val // batch))
+    steps = max(steps_per_epoch(num_train, search_batch_size(cfg, num_train)), cfg.nas_min_steps_per_epoch)
+    updates = (cfg.nas_epochs - warmup_epochs(cfg)) * steps
     return min(3e-2, max(1e-3, 2.0 / updates))
 
 
@@ -87,7 +94,8 @@ def darts_settings(features, cfg: TrainingConfig, seed: int, device: DeviceInfo)
         in_channels=features.in_channels, with_input_batchnorm=True, nodes_per_layer=values["nodes_per_layer"],
         multiplier=values["fanout_concat"], stem_multiplier=values["init_channel_multiplier"],
         primitives=tuple(PRIMITIVES_CNN_NPU if device.has_npu else PRIMITIVES_CNN), epochs=cfg.nas_epochs,
-        arch_learning_rate=arch_learning_rate(cfg, len(features.y_val), len(features.y_train)),
+        warmup_epochs=warmup_epochs(cfg), min_steps_per_epoch=cfg.nas_min_steps_per_epoch,
+        arch_learning_rate=arch_learning_rate(cfg, len(features.y_train)),
         unrolled=cfg.nas_unrolled, optimization_mode=cfg.nas_optimization_mode,
         penalty_weight=cfg.nas_penalty_weight if cfg.nas_penalty_weight is not None else DEFAULT_PENALTY_WEIGHT,
         target_params=target_params, target_macs=cfg.nas_target_macs,
@@ -111,10 +119,10 @@ def run_darts(features, cfg: TrainingConfig, common: CommonConfig, device: Devic
     batch = search_batch_size(cfg, len(features.y_train))
     train_loader = _loader(features.x_train, features.y_train, batch, common.seed)
     valid_loader = _loader(features.x_val, features.y_val, batch, common.seed + 1)
-    log.info("DARTS search: %d cells, %d nodes, C=%d, stem x%d, fanout %d, %s mode, %s, %d epochs",
-             settings.layers, settings.nodes_per_layer, settings.init_channels, settings.stem_multiplier,
-             settings.multiplier, settings.penalty_mode or "no penalty",
-             "unrolled" if settings.unrolled else "first-order", settings.epochs)
+    log.info("DARTS search: %d cells, %d nodes, C=%d, stem x%d, fanout %d, %s mode, %s, %d epochs "
+             "(%d weights-only warm-up)", settings.layers, settings.nodes_per_layer, settings.init_channels,
+             settings.stem_multiplier, settings.multiplier, settings.penalty_mode or "no penalty",
+             "unrolled" if settings.unrolled else "first-order", settings.epochs, settings.warmup_epochs)
 
     def on_epoch(record: EpochRecord) -> None:
         advance()
@@ -151,7 +159,8 @@ def write_outputs(result: SearchResult, settings: SearchSettings, spec: dict, de
                   out_dir: Path) -> None:
     rows = []
     for r in result.history:
-        rows.append({"epoch": r.epoch + 1, "params": r.params, "macs": r.macs,
+        rows.append({"epoch": r.epoch + 1, "phase": "search" if r.alphas_learned else "warm-up",
+                     "params": r.params, "macs": r.macs,
                      "latency_us": round(estimate_latency_us(r.macs, r.params, device, npu=device.has_npu), 1),
                      "supernet_val_accuracy": round(r.valid_accuracy, 4),
                      "supernet_train_accuracy": round(r.train_accuracy, 4),
@@ -160,9 +169,11 @@ def write_outputs(result: SearchResult, settings: SearchSettings, spec: dict, de
                      "samples_per_second": round(r.samples_per_second, 1),
                      "genotype": _genotype_text(r.genotype)})
     _write_csv(out_dir / "search_results.csv", rows)
-    _write_csv(out_dir / "pareto_frontier.csv", pareto_rows(rows))
+    # warm-up genotypes come from the initial (random) alphas: listed, but not candidates
+    frontier = pareto_rows([row for row in rows if row["phase"] == "search"])
+    _write_csv(out_dir / "pareto_frontier.csv", frontier)
     write_spec_file(spec, out_dir / "best_model_spec.yaml")
-    plot_darts_pareto(rows, pareto_rows(rows), out_dir / "pareto_plot.png")
+    plot_darts_pareto(rows, frontier, out_dir / "pareto_plot.png")
     plot_alpha_evolution(result.history, list(settings.primitives), out_dir / "alpha_evolution.png")
 
 

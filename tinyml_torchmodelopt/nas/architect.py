@@ -163,6 +163,17 @@ class Architect:
         train_loss, grads, train_logits = self._virtual_step_train
         return StepResult(train_loss, grads, val_loss, train_logits, self.model.last_logits)
 
+    def weight_step(self, x_train, y_train, x_valid, y_valid) -> StepResult:
+        """Warm-up iteration: grad_w L_train only, alphas untouched (validation loss for the log)."""
+        model = self.model
+        with torch.no_grad():
+            val_loss = model.loss(x_valid, y_valid)
+        valid_logits = model.last_logits
+        with frozen(model.arch_parameters()):
+            train_loss = model.loss(x_train, y_train)
+        grads = list(torch.autograd.grad(train_loss, model.weights()))
+        return StepResult(train_loss.detach(), grads, val_loss, model.last_logits, valid_logits)
+
     def _update_alphas(self, grads: list[torch.Tensor]) -> None:
         """Add the regulariser's gradient, take one Adam step, update the budget multiplier."""
         alphas = self.model.arch_parameters()

@@ -38,6 +38,8 @@ class SearchSettings:
     stem_multiplier: int = 3
     primitives: tuple[str, ...] = tuple(PRIMITIVES_CNN)
     epochs: int = 10
+    warmup_epochs: int = 0  # first epochs train the weights only (alphas frozen)
+    min_steps_per_epoch: int = 1  # small training sets: an epoch cycles the data until this many steps
     lr: float = 0.025
     lr_min: float = 0.001
     momentum: float = 0.9
@@ -73,6 +75,11 @@ class SearchSettings:
             raise ValueError(f"layers: got {self.layers}; the minimum is 3")
         if not 1 <= self.multiplier <= self.nodes_per_layer:
             raise ValueError(f"multiplier: got {self.multiplier}; expected 1..nodes_per_layer")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            raise ValueError(f"warmup_epochs: got {self.warmup_epochs}; expected 0..epochs-1 "
+                             f"(epochs={self.epochs}); the alphas must learn in at least one epoch")
+        if self.min_steps_per_epoch < 1:
+            raise ValueError(f"min_steps_per_epoch: got {self.min_steps_per_epoch}; expected >= 1")
         if self.partial_channels < 1 or self.init_channels % self.partial_channels:
             raise ValueError(f"partial_channels: got {self.partial_channels}; expected a divisor of "
                              f"init_channels={self.init_channels} (1 = off)")
@@ -111,6 +118,7 @@ class EpochRecord:
     alphas_reduce: list
     seconds: float
     samples_per_second: float
+    alphas_learned: bool = True  # False in warm-up epochs: the genotype comes from the initial alphas
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -206,7 +214,9 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
     for epoch in range(start_epoch, settings.epochs):
         t0 = time.perf_counter()
         lr = sched.get_last_lr()[0]
-        stats = _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target)
+        learning = epoch >= settings.warmup_epochs
+        stats = _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target,
+                           update_alphas=learning)
         sched.step()
         seconds = time.perf_counter() - t0
         genotype = model.genotype()
@@ -216,7 +226,8 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
         record = EpochRecord(epoch, genotype_to_dict(genotype), prof.params, prof.macs, stats['train_loss'],
                              stats['train_acc'], stats['valid_loss'], stats['valid_acc'],
                              float(architect.penalty_weight), expected, _softmax_list(model.alphas_normal),
-                             _softmax_list(model.alphas_reduce), seconds, stats['samples'] / max(seconds, 1e-9))
+                             _softmax_list(model.alphas_reduce), seconds, stats['samples'] / max(seconds, 1e-9),
+                             learning)
         history.append(record)
         if checkpoint_path is not None:
             save_checkpoint({'model': model.state_dict(), 'w_opt': w_opt.state_dict(),
@@ -234,14 +245,25 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
     return dataclasses.replace(result, update_scheme=scheme)
 
 
-def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target) -> dict:
+def _epoch_batches(train: BatchSource, gen: torch.Generator, min_steps: int):
+    """One pass over the training data, repeated (reshuffled) until ``min_steps`` batches were given."""
+    steps = 0
+    while True:
+        for batch in train.batches(gen):
+            steps += 1
+            yield batch
+        if steps >= min_steps or steps == 0:
+            return
+
+
+def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target, update_alphas=True) -> dict:
     model.train()
     sums = dict(train_loss=0.0, train_correct=0, train_n=0, valid_loss=0.0, valid_correct=0, valid_n=0)
     weights = model.weights()
     joint = _use_joint_passes(model, settings, train)
     stream = SampleStream(valid, gen) if valid.in_memory else None
     valid_iter = None if stream else valid.batches(gen)
-    for x, y in train.batches(gen):
+    for x, y in _epoch_batches(train, gen, settings.min_steps_per_epoch):
         if stream is not None:
             xv, yv = stream.take(len(x))
         else:
@@ -249,7 +271,9 @@ def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target)
             if xv is None:
                 valid_iter = valid.batches(gen)
                 xv, yv = next(valid_iter)
-        if settings.unrolled:
+        if not update_alphas:
+            step = architect.weight_step(x, y, xv, yv)
+        elif settings.unrolled:
             step = architect.unrolled_step(x, y, xv, yv, lr, w_opt)
         elif joint and len(xv) == len(x):
             step = architect.joint_step(x, y, xv, yv)
@@ -290,7 +314,7 @@ def _finish(model, settings, history, notes, target, mode, seconds) -> SearchRes
     chosen = history[-1]
     if target is not None:
         key = 'params' if settings.target_params is not None else 'macs'
-        inside = [r for r in history if abs(getattr(r, key) / target - 1) <= 0.2]
+        inside = [r for r in history if r.alphas_learned and abs(getattr(r, key) / target - 1) <= 0.2]
         if inside and inside[-1] is not chosen:
             notes.append(f"final epoch missed the budget; using epoch {inside[-1].epoch}, the last within 20%")
             chosen = inside[-1]
@@ -332,7 +356,7 @@ def settings_from_args(args) -> SearchSettings:
               arch_weight_decay=float(get('arch_weight_decay', 1e-3)), unrolled=bool(get('unrolled', False)),
               optimization_mode=mode, seed=int(get('seed', 0)), device=device)
     for name in ('penalty_weight', 'target_params', 'target_macs', 'beta_decay', 'primitives', 'lr_min',
-                 'joint_passes', 'partial_channels'):
+                 'joint_passes', 'partial_channels', 'warmup_epochs', 'min_steps_per_epoch'):
         if getattr(args, name, None) is not None:
             kw[name] = tuple(args.primitives) if name == 'primitives' else getattr(args, name)
     return SearchSettings(**kw)
