@@ -7,7 +7,7 @@ import pytest
 from tinyml_modelzoo.config.schema import FeatureConfig, TrainingConfig
 from tinyml_modelzoo.datasets import DatasetSplits, Recording
 from tinyml_modelzoo.features import extract_features, resolve_plan
-from tinyml_modelzoo.recipe import auto_batch_size, batch_size, fit_settings
+from tinyml_modelzoo.recipe import auto_batch_size, batch_size, fit_settings, training_epochs
 
 RAW = "Generic_64Input_RAW_64Feature_1Frame"
 
@@ -24,6 +24,21 @@ def test_batch_size_empty_uses_the_rule_and_a_number_wins():
     assert batch_size(TrainingConfig(batch_size=32), 200) == 32
     assert fit_settings(TrainingConfig(batch_size=None), 0, num_train=400).batch_size == 50
     assert fit_settings(TrainingConfig(batch_size=None), 0).batch_size == 16      # size unknown
+
+
+# ---------------------------------------------------------------- epochs
+
+@pytest.mark.parametrize("num_train, expected", [(27, 200), (151, 200), (768, 167), (5000, 26), (100_000, 20)])
+def test_auto_epochs_give_about_2000_steps_clipped_to_20_200(num_train, expected):
+    # batches from the size rule: 27 -> 8 (4 steps), 151 -> 18 (9), 768 -> 64 (12), 5000 -> 64 (79)
+    assert training_epochs(TrainingConfig(), num_train) == expected
+
+
+def test_training_epochs_set_by_the_user_win_and_nothing_stops_early_by_default():
+    assert training_epochs(TrainingConfig(training_epochs=7), 27) == 7
+    settings = fit_settings(TrainingConfig(), 0, num_train=27)
+    assert settings.epochs == 200 and settings.early_stopping_patience is None
+    assert fit_settings(TrainingConfig(early_stopping_patience=5), 0, num_train=27).early_stopping_patience == 5
 
 
 # ---------------------------------------------------------------- frame normalisation

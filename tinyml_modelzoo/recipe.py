@@ -38,6 +38,28 @@ def batch_size(cfg: TrainingConfig, num_train: Optional[int]) -> int:
     return auto_batch_size(num_train) if num_train is not None else AUTO_BATCH_MAX // 4
 
 
+AUTO_STEPS, AUTO_EPOCHS_MIN, AUTO_EPOCHS_MAX = 2000, 20, 200
+
+
+def steps_per_epoch(num_train: int, batch: int) -> int:
+    """Optimizer steps of one epoch (a last batch of one sample is folded into the previous one)."""
+    full, rest = divmod(num_train, batch)
+    return max(1, full + (rest > 1))
+
+
+def training_epochs(cfg: TrainingConfig, num_train: Optional[int]) -> int:
+    """``training.training_epochs``, or when empty enough epochs for about ``AUTO_STEPS``
+    optimizer steps, clipped to [20, 200]: small models on tens of recordings keep
+    improving for ~2000 steps (200 epochs of 8 steps), while thousands of windows
+    need only a few dozen epochs."""
+    if cfg.training_epochs is not None:
+        return cfg.training_epochs
+    if num_train is None:
+        return AUTO_EPOCHS_MAX // 2
+    steps = steps_per_epoch(num_train, batch_size(cfg, num_train))
+    return int(min(AUTO_EPOCHS_MAX, max(AUTO_EPOCHS_MIN, -(-AUTO_STEPS // steps))))
+
+
 def fit_settings(cfg: TrainingConfig, seed: int, *, time_domain: bool = True, epochs: Optional[int] = None,
                  early_stopping: bool = True, num_train: Optional[int] = None) -> FitSettings:
     """Config values plus the augmentation defaults tuned for small sensor sets.
@@ -46,7 +68,7 @@ def fit_settings(cfg: TrainingConfig, seed: int, *, time_domain: bool = True, ep
     spectrum shifted along L would be a different signal, so it is off for those.
     """
     shift = cfg.augment_shift if cfg.augment_shift is not None else (0.1 if time_domain else 0.0)
-    return FitSettings(epochs=epochs or cfg.training_epochs, batch_size=batch_size(cfg, num_train),
+    return FitSettings(epochs=epochs or training_epochs(cfg, num_train), batch_size=batch_size(cfg, num_train),
                        learning_rate=cfg.learning_rate, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
                        lr_scheduler=cfg.lr_scheduler, label_smoothing=cfg.label_smoothing,
                        early_stopping_patience=cfg.early_stopping_patience if early_stopping else None,

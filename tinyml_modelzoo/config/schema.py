@@ -86,7 +86,8 @@ class TrainingConfig:
     enable: bool = opt(True, "Train a model.")
     model_name: str = opt("CLS_1k_NPU", "Zoo model name, 'auto' (multi-trial NAS) or 'NAS_result'.")
     model_spec_path: Optional[str] = opt(None, "best_model_spec.yaml to retrain with model_name 'NAS_result'.")
-    training_epochs: int = opt(60, "Epochs of training.", min=1)
+    training_epochs: Optional[int] = opt(None, "Epochs of training; empty (default): enough for about 2000 "
+                                         "optimizer steps, at least 20 and at most 200 epochs.", min=1)
     batch_size: Optional[int] = opt(None, "Mini-batch size; empty (default): clip(training examples // 8, 8, 64), "
                                     "about 8 steps per epoch (tens of recordings need small batches).", min=1)
     learning_rate: float = opt(0.01, "Initial learning rate.", min=0)
@@ -94,8 +95,9 @@ class TrainingConfig:
     weight_decay: float = opt(1e-3, "Weight decay.", min=0)
     lr_scheduler: str = opt("cosine", "Learning-rate schedule.", choices=("cosine", "step", "none"))
     label_smoothing: float = opt(0.1, "Label smoothing of the cross-entropy loss.", min=0, max=0.5)
-    early_stopping_patience: Optional[int] = opt(20, "Stop after this many epochs without validation gain "
-                                                "(empty: never stop early).", min=1)
+    early_stopping_patience: Optional[int] = opt(None, "Stop after this many epochs without validation gain "
+                                                "(empty, the default: train the whole learning-rate schedule; "
+                                                "the best validation epoch is kept either way).", min=1)
     augment_shift: Optional[float] = opt(None, "Random time-shift augmentation as a fraction of the input length "
                                          "(default: 0.1 for raw time-domain features, 0 for spectra).", min=0, max=0.5)
     augment_noise: float = opt(0.1, "Std of Gaussian noise added to (standardised) inputs during training.", min=0)
@@ -103,6 +105,12 @@ class TrainingConfig:
     # DARTS (nas_guide_darts.txt)
     nas_enabled: bool = opt(False, "Search the architecture with DARTS before training.")
     nas_epochs: int = opt(10, "DARTS search epochs.", min=1)
+    nas_warmup_epochs: Optional[int] = opt(None, "First search epochs that train the supernet weights only (alphas "
+                                           "frozen), so parameter-free ops do not win while the convs are still "
+                                           "untrained; empty (default): half of nas_epochs.", min=0)
+    nas_min_steps_per_epoch: int = opt(20, "A search epoch is one pass over the training split or, when that is "
+                                       "fewer batches, this many (the data is reshuffled and cycled): a few "
+                                       "dozen recordings otherwise give the supernet 1-3 steps per epoch.", min=1)
     nas_optimization_mode: str = opt("Memory", "What the search penalises.", choices=("Memory", "Compute"))
     nas_model_size: Optional[str] = opt(None, "DARTS preset (rows of the preset table).", choices=NAS_PRESETS)
     nas_nodes_per_layer: Optional[int] = opt(None, "Nodes per cell.", min=1)
