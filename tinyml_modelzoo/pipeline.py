@@ -193,7 +193,8 @@ def _train(config: Config, run: RunDir, choice: ModelChoice, features) -> dict:
     record = {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
               "epochs_run": result.epochs_run, "seconds": round(result.seconds, 3),
               "weights_path": result.weights_path, "onnx_path": result.onnx_path,
-              "onnx_max_abs_diff": result.onnx_max_abs_diff}
+              "onnx_max_abs_diff": result.onnx_max_abs_diff, "augment_shift": result.augment_shift,
+              "candidates": list(result.candidates)}
     run.mark_finished("training", record)
     return record
 

@@ -1,26 +1,31 @@
 """Training stage: fit a model on the train split, choose the best epoch on validation.
 
-Writes ``training/`` : ``model.pt`` (state dict of the best epoch),
-``model_spec.yaml``, ``history.csv``, ``training_curves.png`` and ``model.onnx``
-(float export checked against PyTorch with onnxruntime).
+When the augmentation is left to the defaults, every candidate of
+:func:`.recipe.shift_candidates` (time shift on / off for raw inputs) trains
+from the same initial weights and the one with the best validation accuracy
+(ties: lower validation loss) is kept. Writes ``training/`` : ``model.pt``
+(state dict of the best epoch), ``model_spec.yaml``, ``history.csv``,
+``training_curves.png`` and ``model.onnx`` (float export checked against
+PyTorch with onnxruntime).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from tinyml_torchmodelopt.train import EpochRecord, fit
+from tinyml_torchmodelopt.train import EpochRecord, FitResult, fit
 
 from .config.schema import TrainingConfig
 from .plots import plot_training_curves
 from .progress import progress
-from .recipe import fit_settings, is_time_domain
+from .recipe import fit_settings, is_time_domain, shift_candidates
 
 log = logging.getLogger("tinyml_modelzoo")
 
@@ -34,14 +39,20 @@ class TrainResult:
     weights_path: str
     onnx_path: str | None
     onnx_max_abs_diff: float | None
+    augment_shift: float = 0.0
+    candidates: tuple[dict, ...] = field(default_factory=tuple)  # one per trained augmentation
 
 
 def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: int) -> TrainResult:
     """Train ``model`` in place on ``features`` (a FeatureSet); leave the best-validation weights in it."""
     torch.manual_seed(seed)
-    settings = fit_settings(cfg, seed, time_domain=is_time_domain(features), num_train=len(features.y_train))
+    time_domain = is_time_domain(features)
+    shifts = shift_candidates(cfg, time_domain) if len(features.y_val) else shift_candidates(cfg, time_domain)[:1]
+    runs = [fit_settings(cfg, seed, time_domain=time_domain, num_train=len(features.y_train), augment_shift=shift)
+            for shift in shifts]
     x_train, y_train = torch.from_numpy(features.x_train), torch.from_numpy(features.y_train)
     x_val, y_val = torch.from_numpy(features.x_val), torch.from_numpy(features.y_val)
+    initial = copy.deepcopy(model.state_dict())
 
     def on_epoch(record: EpochRecord) -> None:
         advance()
@@ -50,10 +61,25 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
                  record.val_accuracy, record.learning_rate)
 
     start = time.perf_counter()
-    with progress(settings.epochs, "training") as advance:
-        result = fit(model, x_train, y_train, x_val, y_val, settings, on_epoch=on_epoch)
+    results: list[tuple[FitResult, dict]] = []
+    with progress(sum(r.epochs for r in runs), "training") as advance:
+        for settings in runs:
+            if len(runs) > 1:
+                log.info("training with time-shift augmentation %.2f (candidate %d of %d)", settings.augment_shift,
+                         len(results) + 1, len(runs))
+            model.load_state_dict(initial)
+            result = fit(model, x_train, y_train, x_val, y_val, settings, on_epoch=on_epoch)
+            results.append((result, copy.deepcopy(model.state_dict())))
     seconds = time.perf_counter() - start
+    best = max(range(len(runs)), key=lambda i: _validation_score(results[i][0]))
+    result, state = results[best]
+    model.load_state_dict(state)
     model.to("cpu").eval()
+    candidates = tuple({"augment_shift": r.augment_shift, "best_val_accuracy": round(res.best_val_accuracy, 4),
+                        "best_epoch": res.best_epoch} for r, (res, _) in zip(runs, results))
+    if len(runs) > 1:
+        log.info("kept time shift %.2f: validation accuracy %s", runs[best].augment_shift,
+                 " vs ".join(f"{c['best_val_accuracy']:.3f} (shift {c['augment_shift']:.2f})" for c in candidates))
     log.info("best epoch %d: val acc %.3f (%.1f s)", result.best_epoch, result.best_val_accuracy, seconds)
 
     weights = out_dir / "model.pt"
@@ -62,7 +88,13 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
     plot_training_curves(result.history, out_dir / "training_curves.png")
     onnx_path, diff = _export_onnx(model, features, out_dir / "model.onnx")
     return TrainResult(result.best_epoch, result.best_val_accuracy, len(result.history), seconds, str(weights),
-                       onnx_path, diff)
+                       onnx_path, diff, runs[best].augment_shift, candidates)
+
+
+def _validation_score(result: FitResult) -> tuple[float, float]:
+    """Best validation accuracy, ties broken by the lower validation loss of that epoch."""
+    best = result.history[result.best_epoch - 1] if result.history else None
+    return (result.best_val_accuracy, -best.val_loss) if best else (float("-inf"), 0.0)
 
 
 def _write_history(history, path: Path) -> None:

@@ -98,8 +98,9 @@ class TrainingConfig:
     early_stopping_patience: Optional[int] = opt(None, "Stop after this many epochs without validation gain "
                                                 "(empty, the default: train the whole learning-rate schedule; "
                                                 "the best validation epoch is kept either way).", min=1)
-    augment_shift: Optional[float] = opt(None, "Random time-shift augmentation as a fraction of the input length "
-                                         "(default: 0.1 for raw time-domain features, 0 for spectra).", min=0, max=0.5)
+    augment_shift: Optional[float] = opt(None, "Random time-shift augmentation as a fraction of the input length; "
+                                         "empty (default): raw time-domain inputs are trained with 0.1 and with 0 "
+                                         "and the better on validation is kept; spectra use 0.", min=0, max=0.5)
     augment_noise: float = opt(0.1, "Std of Gaussian noise added to (standardised) inputs during training.", min=0)
     num_gpus: int = opt(0, "GPUs to use (0 = CPU; 1 = first CUDA device when available).", min=0)
     # DARTS (nas_guide_darts.txt)

@@ -1,0 +1,85 @@
+"""Training stage: the augmentation candidates are trained from the same start and validation decides."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import tinyml_modelzoo.training as training
+from tinyml_modelzoo.config.schema import FeatureConfig, TrainingConfig
+from tinyml_modelzoo.datasets import DatasetSplits, Recording
+from tinyml_modelzoo.features import extract_features
+from tinyml_torchmodelopt.train import EpochRecord, FitResult
+
+RAW = "Generic_32Input_RAW_32Feature_1Frame"
+
+
+def _features(with_val: bool = True, spectral: bool = False):
+    rng = np.random.default_rng(0)
+
+    def recs(split, n):
+        return tuple(Recording(f"{split}/{i}", i % 2, rng.normal(size=(64 if spectral else 32, 1)).astype(np.float32))
+                     for i in range(n))
+    splits = DatasetSplits("t", ("a", "b"), recs("train", 8), recs("val", 4) if with_val else (), recs("test", 4),
+                           1, "split_factor")
+    name = "Generic_64Input_FFTBIN_16Feature_1Frame" if spectral else RAW
+    return extract_features(splits, FeatureConfig(feature_extraction_name=name))
+
+
+class _Probe(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.fc = nn.Linear(channels, 2)
+
+    def forward(self, x):
+        return self.fc(x.mean(-1)) + self.w
+
+
+def _fake_fit(val_by_shift: dict, seen: list):
+    """A stand-in for tinyml_torchmodelopt.train.fit: checks the start weights, marks the model."""
+    def fit(model, x_train, y_train, x_val, y_val, settings, on_epoch=None):
+        seen.append((settings.augment_shift, float(model.w)))
+        with torch.no_grad():
+            model.w.fill_(settings.augment_shift + 1.0)  # the weights this candidate "learnt"
+        acc, loss = val_by_shift[settings.augment_shift]
+        return FitResult(1, acc, (EpochRecord(1, 1.0, 0.5, loss, acc, 1e-3),))
+    return fit
+
+
+@pytest.mark.parametrize("val_by_shift, kept", [({0.1: (0.70, 0.5), 0.0: (0.90, 0.6)}, 0.0),
+                                                ({0.1: (0.90, 0.5), 0.0: (0.70, 0.4)}, 0.1),
+                                                ({0.1: (0.80, 0.7), 0.0: (0.80, 0.4)}, 0.0)])  # tie: lower loss
+def test_default_augmentation_trains_both_shifts_and_keeps_the_best_on_validation(
+        tmp_path, monkeypatch, val_by_shift, kept):
+    features = _features()
+    seen: list = []
+    monkeypatch.setattr(training, "fit", _fake_fit(val_by_shift, seen))
+    monkeypatch.setattr(training, "_export_onnx", lambda *a: (None, None))
+    model = _Probe(features.in_channels)
+    result = training.train(model, features, TrainingConfig(training_epochs=1), tmp_path, seed=0)
+    assert seen == [(0.1, 0.0), (0.0, 0.0)]            # both candidates start from the same weights
+    assert result.augment_shift == kept
+    assert float(model.w) == pytest.approx(kept + 1.0)  # the kept candidate's weights are the model's
+    assert [c["augment_shift"] for c in result.candidates] == [0.1, 0.0]
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["w"].item() == pytest.approx(kept + 1.0)
+
+
+@pytest.mark.parametrize("case", ["user_shift", "no_validation", "spectra"])
+def test_one_candidate_when_the_user_sets_the_shift_or_nothing_can_decide(tmp_path, monkeypatch, case):
+    features = _features(with_val=case != "no_validation", spectral=case == "spectra")
+    seen: list = []
+    monkeypatch.setattr(training, "fit", _fake_fit({0.25: (0.5, 1.0), 0.1: (0.5, 1.0), 0.0: (0.5, 1.0)}, seen))
+    monkeypatch.setattr(training, "_export_onnx", lambda *a: (None, None))
+    cfg = TrainingConfig(training_epochs=1, augment_shift=0.25 if case == "user_shift" else None)
+    training.train(_Probe(features.in_channels), features, cfg, tmp_path, seed=0)
+    assert [shift for shift, _ in seen] == [{"user_shift": 0.25, "no_validation": 0.1, "spectra": 0.0}[case]]
+
+
+def test_real_fit_keeps_a_working_model(tmp_path):
+    features = _features()
+    model = _Probe(features.in_channels)
+    result = training.train(model, features, TrainingConfig(training_epochs=2), tmp_path, seed=0)
+    assert len(result.candidates) == 2 and result.epochs_run == 2
+    assert (tmp_path / "history.csv").is_file() and (tmp_path / "model.onnx").is_file()
