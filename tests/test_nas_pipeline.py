@@ -108,3 +108,32 @@ def test_arch_learning_rate_scales_with_the_number_of_alpha_updates():
     assert arch_learning_rate(cfg(nas_epochs=50), 32000) == pytest.approx(1e-3)      # floor
     assert arch_learning_rate(cfg(nas_epochs=1), 32) == pytest.approx(3e-2)          # cap
     assert arch_learning_rate(cfg(nas_arch_learning_rate=3e-4), 320) == 3e-4         # the user's value wins
+
+
+def test_stem_pool_rule_for_long_raw_inputs():
+    from tinyml_modelzoo.nas_stage import stem_pool
+
+    def pool(length, transforms=("RAW_FE", "CONCAT"), **training):
+        cfg = config_from_dict({"training": {"nas_enabled": True, **training}}).training
+        return stem_pool(cfg, SimpleNamespace(in_length=length, transforms=transforms))
+    assert pool(1460) == 4 and pool(1024) == 4
+    assert pool(1023) == 1 and pool(256) == 1
+    assert pool(2048, transforms=("FFT_FE", "FFT_POS_HALF", "CONCAT")) == 1        # spectra keep resolution
+    assert pool(1460, nas_stem_pool=1) == 1 and pool(256, nas_stem_pool=2) == 2   # the user's value wins
+
+
+def test_darts_with_a_stem_pool_compiles_bit_exact_and_retrains_from_its_spec(tmp_path):
+    base = ["examples/hello_world/config_nas.yaml", "--set", f"common.output_dir={tmp_path / 'runs'}",
+            "--set", "dataset.hello_world_files_per_class=4", "--set", "training.nas_epochs=1",
+            "--set", "training.nas_nodes_per_layer=2", "--set", "training.nas_fanout_concat=2",
+            "--set", "training.nas_stem_pool=2", "--set", "training.training_epochs=1",
+            "--set", "common.run_name=pooled"]
+    assert main(base) == 0
+    run_dir = tmp_path / "runs" / "hello_world" / "run" / "pooled"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["compilation"]["npu_compatible"] and summary["compilation"]["host_check"] == "bit-exact"
+    spec = yaml.safe_load((run_dir / "NAS" / "best_model_spec.yaml").read_text())
+    assert spec["network"]["stem_pool"] == 2
+    from tinyml_modelzoo.model_specs import build_from_spec_dict
+    model = build_from_spec_dict(spec, 1, 256, 4)
+    assert model.stem[-1].kernel_size == 2 and summary["model"]["params"] == spec["metrics"]["params"]

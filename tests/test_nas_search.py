@@ -343,3 +343,30 @@ def test_min_steps_per_epoch_cycles_a_small_training_split():
 def test_search_settings_reject_bad_warmup_and_steps(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         _settings(epochs=3, **bad)
+
+
+@pytest.mark.parametrize('stem_pool', [2, 4])
+def test_stem_pool_supernet_costs_and_final_network(stem_pool):
+    torch.manual_seed(0)
+    net = SearchNetwork(2, 3, 3, nodes_per_layer=2, multiplier=2, stem_pool=stem_pool, input_length=64).double()
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_()
+    x = torch.randn(4, 1, 64, dtype=torch.float64)
+    assert torch.allclose(net(x), net(x, naive=True), atol=1e-10)
+    genotype = net.genotype()
+    final = NetworkCnn(2, 3, 3, genotype, nodes_per_layer=2, multiplier=2, stem_pool=stem_pool)
+    prof = profile_model(final, (1, 64))
+    assert net.derived_cost('params', genotype) == prof.params          # pooling adds no parameters ...
+    assert net.derived_cost('macs', genotype) == prof.macs              # ... and the MAC table sees L // pool
+    plain = profile_model(NetworkCnn(2, 3, 3, genotype, nodes_per_layer=2, multiplier=2), (1, 64))
+    assert prof.params == plain.params and prof.macs < plain.macs
+    assert final.stem[-1].kernel_size == stem_pool and final(torch.randn(2, 1, 64)).shape == (2, 3)
+
+
+def test_stem_pool_is_validated():
+    with pytest.raises(ValueError, match='stem_pool'):
+        _settings(stem_pool=5)
+    train, valid = toy_loaders(length=12)
+    with pytest.raises(ValueError, match='stem_pool=4 leaves 3 of 12'):
+        search(train, valid, _settings(stem_pool=4, epochs=1))

@@ -28,7 +28,7 @@ def build_from_spec_dict(data: dict, in_channels: int, in_length: int, num_class
             genotype = genotype_from_dict(data["genotype"])
             return NetworkCnn(net["C"], num_classes, net["layers"], genotype, in_channels,
                               net.get("with_input_batchnorm", True), net["nodes_per_layer"], net["multiplier"],
-                              net["stem_multiplier"])
+                              net["stem_multiplier"], int(net.get("stem_pool", 1)))
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"{source}: not a valid model spec ({exc}); regenerate it with a NAS run") from None
     raise UserError(f"{source}: unknown model spec kind {kind!r}; expected 'sequential' or 'darts'")

@@ -130,6 +130,10 @@ class TrainingConfig:
     nas_partial_channels: int = opt(1, "PC-DARTS partial channels K: only 1/K of each edge's channels go through the "
                                     "candidate ops (K^2 fewer MACs, a faster search of large presets); must divide "
                                     "the channel count. 1 = off.", min=1)
+    nas_stem_pool: Optional[int] = opt(None, "Max pool (width = stride) after the stem conv of the DARTS network: "
+                                       "the cells see L // nas_stem_pool samples (fewer MACs, a wider receptive "
+                                       "field); empty (default): 4 for raw inputs of 1024 samples or more, else 1.",
+                                       min=1, max=4)
     nas_batch_size: Optional[int] = opt(32, "Batch size of the search (empty: batch_size).", min=1)
     nas_arch_learning_rate: Optional[float] = opt(None, "Adam learning rate of the architecture weights (default: "
                                                   "2 / number of alpha updates, so alphas can move ~2 logits "

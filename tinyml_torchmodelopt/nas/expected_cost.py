@@ -95,10 +95,12 @@ def _module_cost(module: nn.Module, shape: tuple[int, int], kind: str) -> int:
 
 
 def cost_tables(primitives, steps, kind, length, *, C, num_classes, layers, in_channels,
-                 with_input_batchnorm, nodes_per_layer, multiplier, stem_multiplier):
+                 with_input_batchnorm, nodes_per_layer, multiplier, stem_multiplier, stem_pool=1):
     n_e, n_o = num_edges(steps), len(primitives)
     C_stem = stem_multiplier * C
-    fixed = _module_cost(make_stem(in_channels, C_stem, with_input_batchnorm), (in_channels, length), kind)
+    fixed = _module_cost(make_stem(in_channels, C_stem, with_input_batchnorm, stem_pool), (in_channels, length),
+                         kind)
+    length //= stem_pool
     cn, cr = torch.zeros(n_e, n_o, dtype=torch.float64), torch.zeros(n_e, n_o, dtype=torch.float64)
     C_pp, C_p, C_curr = C_stem, C_stem, C
     L_pp, L_p = length, length

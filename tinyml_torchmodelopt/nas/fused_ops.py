@@ -238,6 +238,8 @@ def conv_bn_relu_cnl(seq: nn.Sequential, x: torch.Tensor, split: int | None = No
             x = bn_cnl(x, m, split)
         elif isinstance(m, nn.ReLU):
             x = F.relu(x)
+        elif isinstance(m, nn.MaxPool1d):  # pools the last axis: (C, N, L) reads as a batch of C
+            x = F.max_pool1d(x, m.kernel_size, m.stride)
         elif not isinstance(m, nn.Flatten):
             raise TypeError(f"unsupported layer {m}")
     return x

@@ -18,11 +18,27 @@ def reduction_layers(layers: int) -> tuple[int, ...]:
     return tuple(sorted({layers // 3, 2 * layers // 3}))
 
 
-def make_stem(in_channels: int, C_stem: int, with_input_batchnorm: bool) -> nn.Sequential:
+STEM_POOLS = (1, 2, 3, 4)  # max pool widths after the stem conv (the F28P55 NPU pools up to 4 wide)
+
+
+def check_stem_pool(stem_pool: int) -> int:
+    if stem_pool not in STEM_POOLS:
+        raise ValueError(f"stem_pool: got {stem_pool}; expected one of {STEM_POOLS} (1 = no pooling)")
+    return stem_pool
+
+
+def make_stem(in_channels: int, C_stem: int, with_input_batchnorm: bool, stem_pool: int = 1) -> nn.Sequential:
+    """[input BN] -> conv 3 -> BN [-> max pool ``stem_pool`` wide, stride ``stem_pool``].
+
+    The pool shortens long inputs before the cells (L -> L // stem_pool): fewer MACs
+    and a wider receptive field for the same cells.
+    """
     layers: list[nn.Module] = [nn.Flatten(2)]  # (N, C, L, 1) -> (N, C, L); no-op on (N, C, L)
     if with_input_batchnorm:
         layers.append(nn.BatchNorm1d(in_channels))
     layers += [nn.Conv1d(in_channels, C_stem, 3, padding=1, bias=False), nn.BatchNorm1d(C_stem)]
+    if check_stem_pool(stem_pool) > 1:
+        layers.append(nn.MaxPool1d(stem_pool, stem_pool))
     return nn.Sequential(*layers)
 
 
@@ -73,12 +89,14 @@ class NetworkCnn(nn.Module):
     """DARTS network for time series classification, built from ``genotype``.
 
     Reduction cells sit at ``layers//3`` and ``2*layers//3``; each doubles the
-    channels and halves the length once. Output: logits ``(N, num_classes)``.
+    channels and halves the length once. ``stem_pool`` > 1 max-pools the stem
+    output (L -> L // stem_pool; our addition, default off). Output: logits
+    ``(N, num_classes)``.
     """
 
     def __init__(self, C: int, num_classes: int, layers: int, genotype: Genotype_CNN,
                  in_channels: int = 1, with_input_batchnorm: bool = True, nodes_per_layer: int = 4,
-                 multiplier: int = 4, stem_multiplier: int = 3):
+                 multiplier: int = 4, stem_multiplier: int = 3, stem_pool: int = 1):
         super().__init__()
         if layers < 3:
             raise ValueError(f"layers must be >= 3, got {layers}")
@@ -87,7 +105,7 @@ class NetworkCnn(nn.Module):
                 raise ValueError(f"genotype concatenates {len(list(concat))} states; multiplier is {multiplier}")
         self.genotype = genotype
         C_stem = stem_multiplier * C
-        self.stem = make_stem(in_channels, C_stem, with_input_batchnorm)
+        self.stem = make_stem(in_channels, C_stem, with_input_batchnorm, stem_pool)
         C_pp, C_p, C_curr = C_stem, C_stem, C
         reductions = reduction_layers(layers)
         self.cells = nn.ModuleList()

@@ -326,7 +326,8 @@ class SearchNetwork(nn.Module):
     def __init__(self, C: int, num_classes: int, layers: int, in_channels: int = 1,
                  with_input_batchnorm: bool = True, nodes_per_layer: int = 4, multiplier: int = 4,
                  stem_multiplier: int = 3, primitives=None, input_length: int | None = None,
-                 cost_temperature: float = 0.2, keep_temperature: float = 0.1, partial_channels: int = 1):
+                 cost_temperature: float = 0.2, keep_temperature: float = 0.1, partial_channels: int = 1,
+                 stem_pool: int = 1):
         super().__init__()
         if layers < 3:
             raise ValueError(f"layers must be >= 3, got {layers}")
@@ -335,12 +336,13 @@ class SearchNetwork(nn.Module):
         self.primitives = check_primitives(PRIMITIVES_CNN if primitives is None else primitives)
         self.config = dict(C=C, num_classes=num_classes, layers=layers, in_channels=in_channels,
                            with_input_batchnorm=with_input_batchnorm, nodes_per_layer=nodes_per_layer,
-                           multiplier=multiplier, stem_multiplier=stem_multiplier)
+                           multiplier=multiplier, stem_multiplier=stem_multiplier, stem_pool=stem_pool)
         self.steps, self.multiplier = nodes_per_layer, multiplier
         self.input_length = input_length
         self.cost_temperature, self.keep_temperature = cost_temperature, keep_temperature
         C_stem = stem_multiplier * C
-        self.stem = make_stem(in_channels, C_stem, with_input_batchnorm)
+        self.stem = make_stem(in_channels, C_stem, with_input_batchnorm, stem_pool)
+        self.stem_pool = stem_pool
         C_pp, C_p, C_curr = C_stem, C_stem, C
         self.cells = nn.ModuleList()
         reduction_prev = False
@@ -415,7 +417,7 @@ class SearchNetwork(nn.Module):
 
     def block_elements(self, length: int) -> int:
         """Elements per sample of the largest fused conv output of any cell state (input ``length``)."""
-        largest = 0
+        largest, length = 0, length // self.stem_pool
         for cell in self.cells:
             for plan in cell.plans:
                 largest = max(largest, plan.n_fused * cell.Cp * -(-length // plan.stride))

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from ..profile import profile_model
 from .architect import COST_KIND, Architect
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN, genotype_from_dict, genotype_to_dict
-from .model import NetworkCnn
+from .model import NetworkCnn, check_stem_pool
 from .model_search_cnn import SearchNetwork
 from .operations import PARAMETER_FREE
 from .utils import BatchSource, SampleStream, accuracy, load_checkpoint, save_checkpoint
@@ -36,6 +36,7 @@ class SearchSettings:
     nodes_per_layer: int = 4
     multiplier: int = 4
     stem_multiplier: int = 3
+    stem_pool: int = 1  # > 1: max pool after the stem conv (L -> L // stem_pool), for long inputs
     primitives: tuple[str, ...] = tuple(PRIMITIVES_CNN)
     epochs: int = 10
     warmup_epochs: int = 0  # first epochs train the weights only (alphas frozen)
@@ -75,6 +76,7 @@ class SearchSettings:
             raise ValueError(f"layers: got {self.layers}; the minimum is 3")
         if not 1 <= self.multiplier <= self.nodes_per_layer:
             raise ValueError(f"multiplier: got {self.multiplier}; expected 1..nodes_per_layer")
+        check_stem_pool(self.stem_pool)
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs: got {self.warmup_epochs}; expected 0..epochs-1 "
                              f"(epochs={self.epochs}); the alphas must learn in at least one epoch")
@@ -147,7 +149,7 @@ class SearchResult:
 def build_final_model(settings: SearchSettings, genotype: Genotype_CNN) -> NetworkCnn:
     return NetworkCnn(settings.init_channels, settings.num_classes, settings.layers, genotype,
                       settings.in_channels, settings.with_input_batchnorm, settings.nodes_per_layer,
-                      settings.multiplier, settings.stem_multiplier)
+                      settings.multiplier, settings.stem_multiplier, settings.stem_pool)
 
 
 def collapse_fraction(genotype: Genotype_CNN) -> float:
@@ -172,13 +174,16 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
     in_channels, length = train.sample_shape
     if in_channels != settings.in_channels:
         raise ValueError(f"data has {in_channels} channels; settings.in_channels is {settings.in_channels}")
+    if length // settings.stem_pool < 4:
+        raise ValueError(f"stem_pool={settings.stem_pool} leaves {length // settings.stem_pool} of {length} "
+                         "samples for the cells; use a smaller stem_pool (>= 4 samples are needed)")
 
     model = SearchNetwork(settings.init_channels, settings.num_classes, settings.layers, settings.in_channels,
                           settings.with_input_batchnorm, settings.nodes_per_layer, settings.multiplier,
                           settings.stem_multiplier, list(settings.primitives), input_length=length,
                           cost_temperature=settings.cost_temperature,
                           keep_temperature=settings.keep_temperature,
-                          partial_channels=settings.partial_channels).to(device)
+                          partial_channels=settings.partial_channels, stem_pool=settings.stem_pool).to(device)
     weights = model.weights()
     w_opt = torch.optim.SGD(weights, settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, settings.epochs, eta_min=settings.lr_min)
@@ -356,7 +361,7 @@ def settings_from_args(args) -> SearchSettings:
               arch_weight_decay=float(get('arch_weight_decay', 1e-3)), unrolled=bool(get('unrolled', False)),
               optimization_mode=mode, seed=int(get('seed', 0)), device=device)
     for name in ('penalty_weight', 'target_params', 'target_macs', 'beta_decay', 'primitives', 'lr_min',
-                 'joint_passes', 'partial_channels', 'warmup_epochs', 'min_steps_per_epoch'):
+                 'joint_passes', 'partial_channels', 'warmup_epochs', 'min_steps_per_epoch', 'stem_pool'):
         if getattr(args, name, None) is not None:
             kw[name] = tuple(args.primitives) if name == 'primitives' else getattr(args, name)
     return SearchSettings(**kw)
