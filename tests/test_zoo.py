@@ -4,8 +4,8 @@ import torch
 
 from tinyml_modelzoo.devices import get_device
 from tinyml_modelzoo.npu import check_npu
-from tinyml_modelzoo.zoo import (Conv, GlobalAvgPool, Linear, MaxPool, ModelSpec, build_model, get_entry,
-                                 get_model_spec, list_models, register_model)
+from tinyml_modelzoo.zoo import (Conv, GlobalAvgPool, Linear, MaxPool, ModelSpec, build_model, fit_to_length,
+                                 get_entry, get_model_spec, list_models, register_model)
 from tinyml_torchmodelopt.profile import profile_model
 
 MODELS = list_models()
@@ -35,6 +35,28 @@ def test_npu_ready_models_pass_the_npu_check(name):
     model = build_model(get_model_spec(name), 1, 256, 4)
     report = check_npu(model, (1, 256), get_device("F28P55"))
     assert report.ok, report.format_table()
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if get_entry(n).npu_ready])
+@pytest.mark.parametrize("length", [16, 24, 32])
+def test_npu_ready_models_fitted_to_short_inputs_pass_the_npu_check(name, length):
+    spec = fit_to_length(get_model_spec(name), length)
+    model = build_model(spec, 1, length, 4)
+    report = check_npu(model, (1, length), get_device("F28P55"))
+    assert report.ok, report.format_table()
+    if any(isinstance(layer, GlobalAvgPool) for layer in spec.layers):  # the same weights as drawn
+        assert profile_model(model, (1, length)).params == \
+            profile_model(build_model(get_model_spec(name), 1, 256, 4), (1, 256)).params
+
+
+def test_fit_to_length_removes_only_the_downsampling_that_does_not_fit():
+    spec = get_model_spec("CLS_4k_NPU")  # conv s2, pool 2, conv s2, conv, conv s2, gap
+    assert fit_to_length(spec, 256) == spec
+    short = fit_to_length(spec, 24)      # 24 -> 12 -> 6 -> 3 -> 3 -> (2: too short) s1 -> 3
+    assert [getattr(layer, "stride", None) for layer in short.layers] == [2, None, 2, 1, 1, None]
+    assert len(short.layers) == len(spec.layers)
+    assert [type(layer).__name__ for layer in fit_to_length(spec, 8).layers] == ["Conv", "Conv", "Conv", "Conv",
+                                                                                 "GlobalAvgPool"]
 
 
 def test_exact_param_and_mac_count():

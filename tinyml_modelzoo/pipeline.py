@@ -174,8 +174,12 @@ def _choose_model(config: Config, features, device, run: RunDir) -> ModelChoice:
         spec = load_spec_file(path)
         return ModelChoice(build_from_spec_dict(spec, *shape, source=str(path)), spec.get("name", "NAS_result"),
                            "spec_file", spec)
-    from .zoo import get_model_spec
-    spec_obj = get_model_spec(t.model_name)
+    from .zoo import describe, fit_to_length, get_model_spec
+    drawn = get_model_spec(t.model_name)
+    spec_obj = fit_to_length(drawn, features.in_length, device.npu_rules.gap_min_length if device.npu_rules else 1)
+    if spec_obj != drawn:
+        log.info("%s on %d-sample inputs: downsampling reduced to keep >= %d samples for the global average "
+                 "pool: %s", t.model_name, features.in_length, device.npu_rules.gap_min_length, describe(spec_obj))
     return ModelChoice(build_from_spec_dict(spec_obj.to_dict(), *shape), t.model_name, "zoo", spec_obj.to_dict())
 
 

@@ -12,7 +12,7 @@ a spec describes everything before it, so one spec fits any class count.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Literal, Union
 
 from torch import nn
@@ -108,6 +108,39 @@ def describe(spec: ModelSpec) -> str:
         else:
             parts.append(f"fc({layer.out_features})")
     return " ".join(parts)
+
+
+def fit_to_length(spec: ModelSpec, in_length: int, min_gap_length: int = 3, min_fc_features: int = 16) -> ModelSpec:
+    """``spec`` with the downsampling it cannot afford on ``in_length`` samples removed.
+
+    Zoo models are drawn for a few hundred samples; on short windows their strided
+    convs and pools would leave too few samples for the head: the F28P55 NPU needs
+    more than 2 for a global average pool and at least 16 features for a fully
+    connected layer after flattening. Walking the layers up to the head, a stride
+    that would go below that becomes 1 and such a pool is dropped; everything
+    else stays.
+    """
+    head = next((i for i, layer in enumerate(spec.layers) if isinstance(layer, (GlobalAvgPool, Linear))),
+                len(spec.layers))
+    convs = [layer for layer in spec.layers[:head] if isinstance(layer, Conv)]
+    if head < len(spec.layers) and isinstance(spec.layers[head], GlobalAvgPool):
+        min_length = min_gap_length
+    else:
+        min_length = -(-min_fc_features // convs[-1].out_channels) if convs else 1
+    layers, length = [], in_length
+    for layer in spec.layers[:head]:
+        if isinstance(layer, Conv):
+            padding = layer.kernel // 2 if layer.padding is None else layer.padding
+            if layer.stride > 1 and (length + 2 * padding - layer.kernel) // layer.stride + 1 < min_length:
+                layer = replace(layer, stride=1)
+            length = (length + 2 * padding - layer.kernel) // layer.stride + 1
+        elif isinstance(layer, (MaxPool, AvgPool)):
+            out = (length - layer.kernel) // (layer.stride or layer.kernel) + 1
+            if out < min_length:
+                continue
+            length = out
+        layers.append(layer)
+    return replace(spec, layers=tuple(layers) + spec.layers[head:])
 
 
 def build_model(spec: ModelSpec, in_channels: int, in_length: int, num_classes: int) -> nn.Sequential:
