@@ -370,3 +370,64 @@ def test_stem_pool_is_validated():
     train, valid = toy_loaders(length=12)
     with pytest.raises(ValueError, match='stem_pool=4 leaves 3 of 12'):
         search(train, valid, _settings(stem_pool=4, epochs=1))
+
+
+def _fake_history(params_per_epoch):
+    from tinyml_torchmodelopt.nas.genotypes import EXAMPLE_GENOTYPE, genotype_to_dict
+    from tinyml_torchmodelopt.nas.train_cnn_search import EpochRecord
+    return [EpochRecord(e, genotype_to_dict(EXAMPLE_GENOTYPE), p, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, [], [], 1.0, 1.0,
+                        e > 0) for e, p in enumerate(params_per_epoch)]  # epoch 0 is a warm-up epoch
+
+
+def _finish_quietly(net, settings, history, target):
+    import warnings
+
+    from tinyml_torchmodelopt.nas.train_cnn_search import _finish
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return _finish(net, settings, history, [], target, 'Memory', 1.0)
+
+
+def test_budget_missed_by_every_epoch_is_met_by_deriving_the_final_alphas_with_a_cost_term():
+    torch.manual_seed(0)
+    net = SearchNetwork(2, 3, 3, nodes_per_layer=3, multiplier=3, stem_multiplier=2, input_length=32)
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_()
+    lo, hi = net.cost_range('params')
+    plain = net.derived_cost('params')
+    target = int(lo + 0.25 * (hi - lo)) if plain > (lo + hi) / 2 else int(lo + 0.75 * (hi - lo))
+    assert abs(plain / target - 1) > 0.2                           # the plain derivation misses it
+    settings = _settings(target_params=target, epochs=4, in_channels=1)
+    result = _finish_quietly(net, settings, _fake_history([target, 10 * hi, 10 * hi, 10 * hi]), target)
+    assert abs(result.params / target - 1) <= 0.2, (result.params, target)
+    assert result.params == net.derived_cost('params', result.genotype)
+    assert any('with a cost term' in w for w in result.warnings)
+
+
+def test_budget_missed_and_not_fittable_takes_the_closest_learned_epoch(monkeypatch):
+    net = SearchNetwork(2, 3, 3, nodes_per_layer=4, multiplier=4, input_length=32)
+    monkeypatch.setattr(net, 'genotype_within_budget', lambda *a, **k: None)
+    # the warm-up epoch is on target but no candidate; 5200 (30% off) is closer than 2600 (35%) and 9900
+    result = _finish_quietly(net, _settings(target_params=4000, epochs=4), _fake_history([4000, 2600, 5200, 9900]),
+                             4000)
+    assert result.params == 5200
+    assert any('using epoch 3, the closest' in w for w in result.warnings)
+
+
+@pytest.mark.parametrize('kind', ['params', 'macs'])
+def test_genotype_within_budget_lands_in_the_window_across_the_range(kind):
+    torch.manual_seed(1)
+    net = SearchNetwork(4, 3, 3, nodes_per_layer=4, multiplier=4, input_length=64)
+    lo, hi = net.cost_range(kind)
+    for trial in range(4):
+        with torch.no_grad():
+            for a in net.arch_parameters():
+                a.normal_(0, 1.5)
+        for share in (0.1, 0.3, 0.6):
+            target = lo + share * (hi - lo)
+            genotype = net.genotype_within_budget(kind, target)
+            assert genotype is not None, (trial, share)
+            assert abs(net.derived_cost(kind, genotype) / target - 1) <= 0.2
+    plain = net.genotype()
+    assert net.genotype_within_budget(kind, net.derived_cost(kind, plain)) == plain  # already inside: unchanged

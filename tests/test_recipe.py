@@ -28,9 +28,8 @@ def test_batch_size_empty_uses_the_rule_and_a_number_wins():
 
 # ---------------------------------------------------------------- epochs
 
-@pytest.mark.parametrize("num_train, expected", [(27, 200), (151, 200), (768, 167), (5000, 26), (100_000, 20)])
-def test_auto_epochs_give_about_2000_steps_clipped_to_20_200(num_train, expected):
-    # batches from the size rule: 27 -> 8 (4 steps), 151 -> 18 (9), 768 -> 64 (12), 5000 -> 64 (79)
+@pytest.mark.parametrize("num_train, expected", [(27, 200), (151, 200), (198, 200), (768, 52), (5000, 20)])
+def test_auto_epochs_see_about_40k_examples_clipped_to_20_200(num_train, expected):
     assert training_epochs(TrainingConfig(), num_train) == expected
 
 

@@ -86,8 +86,8 @@ class TrainingConfig:
     enable: bool = opt(True, "Train a model.")
     model_name: str = opt("CLS_1k_NPU", "Zoo model name, 'auto' (multi-trial NAS) or 'NAS_result'.")
     model_spec_path: Optional[str] = opt(None, "best_model_spec.yaml to retrain with model_name 'NAS_result'.")
-    training_epochs: Optional[int] = opt(None, "Epochs of training; empty (default): enough for about 2000 "
-                                         "optimizer steps, at least 20 and at most 200 epochs.", min=1)
+    training_epochs: Optional[int] = opt(None, "Epochs of training; empty (default): 40000 // training "
+                                         "examples, at least 20 and at most 200 (tens of recordings: 200).", min=1)
     batch_size: Optional[int] = opt(None, "Mini-batch size; empty (default): clip(training examples // 8, 8, 64), "
                                     "about 8 steps per epoch (tens of recordings need small batches).", min=1)
     learning_rate: float = opt(0.01, "Initial learning rate.", min=0)

@@ -30,6 +30,8 @@ as is usual for the DARTS supernet.
 """
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import torch
@@ -487,6 +489,71 @@ class SearchNetwork(nn.Module):
             for k, (name, j) in enumerate(genes):
                 total += float(table[offsets[k // 2] + j, self.primitives.index(name)])
         return total
+
+    def genotype_within_budget(self, kind: str, target: float, tolerance: float = 0.2) -> Genotype_CNN | None:
+        """The derivation of the current alphas that best respects a cost budget, or None.
+
+        Standard derivation maximises the op weights; here every (edge, op) scores
+        ``log w - mu * cost`` (mu > 0 when the plain genotype is too expensive, < 0 when
+        it is too cheap) and each node keeps its two best-scoring inputs. mu runs over a
+        geometric grid from 0 outwards and the first genotype within ``tolerance`` of
+        ``target`` is returned. When one step of mu jumps across the window (a node
+        swapping two large convs at once), every node may take any of the choices it
+        made along the way: the combination within the window with the highest total
+        log-weight is returned.
+        """
+        fixed, cn, cr, _ = self.cost_tables(kind)
+        logs = [F.log_softmax(a.detach().double().cpu(), -1) for a in (self.alphas_normal, self.alphas_reduce)]
+        tables = (cn.double(), cr.double())
+        plain = self.genotype()
+        inside = lambda cost: abs(cost / target - 1) <= tolerance  # noqa: E731
+        if inside(self.derived_cost(kind, plain)):
+            return plain
+        sign = 1.0 if self.derived_cost(kind, plain) > target else -1.0
+        path = [plain]
+        for mu in torch.logspace(-7, 1, 161, dtype=torch.float64).tolist():
+            scores = [lg - sign * mu * c for lg, c in zip(logs, tables)]
+            genotype = derive_genotype(scores[0].exp(), scores[1].exp(), self.primitives, self.steps,
+                                       self.multiplier)
+            cost = self.derived_cost(kind, genotype)
+            if inside(cost):
+                return genotype
+            path.append(genotype)
+            if sign * (cost - target) < 0:  # jumped across the window
+                return self._combine_nodes(path, logs, tables, fixed, target, tolerance)
+        return None
+
+    MAX_COMBINATIONS = 50_000
+
+    def _combine_nodes(self, path: list[Genotype_CNN], logs, tables, fixed: float, target: float,
+                       tolerance: float) -> Genotype_CNN | None:
+        """Per node one of the gene pairs it had along ``path``: the combination within the budget window
+        with the highest total log-weight (costs and log-weights add up over nodes, so each combination is
+        scored exactly). With too many combinations only the last two genotypes are combined."""
+        offsets = node_offsets(self.steps)
+        if math.prod(len({tuple(g[c][2 * t:2 * t + 2]) for g in path}) for c in (0, 2) for t in range(self.steps)) \
+                > self.MAX_COMBINATIONS:
+            path = path[-2:]
+        options = []  # per node: [(genes, cost, log-weight)]
+        for c, k in ((0, 0), (2, 1)):  # Genotype_CNN fields 0 (normal) and 2 (reduce); tables/logs index k
+            for t in range(self.steps):
+                pairs = list(dict.fromkeys(tuple(g[c][2 * t:2 * t + 2]) for g in path))
+                options.append([(pair, sum(float(tables[k][offsets[t] + j, self.primitives.index(op)])
+                                           for op, j in pair),
+                                 sum(float(logs[k][offsets[t] + j, self.primitives.index(op)]) for op, j in pair))
+                                for pair in pairs])
+        best = None
+        for combo in itertools.product(*options):
+            cost = fixed + sum(o[1] for o in combo)
+            if abs(cost / target - 1) <= tolerance:
+                score = sum(o[2] for o in combo)
+                if best is None or score > best[0]:
+                    best = (score, combo)
+        if best is None:
+            return None
+        genes = [gene for pair, _, _ in best[1] for gene in pair]
+        half = 2 * self.steps
+        return Genotype_CNN(genes[:half], path[0].normal_concat, genes[half:], path[0].reduce_concat)
 
     def cost_range(self, kind: str) -> tuple[float, float]:
         """(smallest, largest) cost of any derivable genotype."""

@@ -319,12 +319,28 @@ def _finish(model, settings, history, notes, target, mode, seconds) -> SearchRes
     chosen = history[-1]
     if target is not None:
         key = 'params' if settings.target_params is not None else 'macs'
-        inside = [r for r in history if r.alphas_learned and abs(getattr(r, key) / target - 1) <= 0.2]
+        learned = [r for r in history if r.alphas_learned] or history
+        inside = [r for r in learned if abs(getattr(r, key) / target - 1) <= 0.2]
         if inside and inside[-1] is not chosen:
-            notes.append(f"final epoch missed the budget; using epoch {inside[-1].epoch}, the last within 20%")
+            notes.append(f"final epoch missed the budget; using epoch {inside[-1].epoch + 1}, the last within 20%")
             chosen = inside[-1]
         elif not inside:
-            notes.append(f"derived model has {getattr(chosen, key)} {key}, outside 20% of the budget {target}")
+            fitted = model.genotype_within_budget(COST_KIND[mode], target)
+            if fitted is not None:
+                # the final alphas, derived with a cost term (see SearchNetwork.genotype_within_budget)
+                prof = profile_model(build_final_model(settings, fitted), (settings.in_channels, model.input_length))
+                notes.append(f"no epoch's genotype within 20% of the budget {target}; derived the final alphas "
+                             f"with a cost term instead: {getattr(prof, key)} {key}")
+                chosen = dataclasses.replace(chosen, genotype=genotype_to_dict(fitted), params=prof.params,
+                                             macs=prof.macs)
+            else:
+                # the closest epoch (the latest among equals), not the last: a search whose multiplier
+                # still oscillates should not deliver its last swing
+                closest = min(reversed(learned), key=lambda r: abs(getattr(r, key) / target - 1))
+                if closest is not chosen:
+                    notes.append(f"no epoch within 20% of the budget; using epoch {closest.epoch + 1}, the closest")
+                    chosen = closest
+                notes.append(f"derived model has {getattr(chosen, key)} {key}, outside 20% of the budget {target}")
     genotype = genotype_from_dict(chosen.genotype)
     frac = collapse_fraction(genotype)
     if frac > 0.5 and mode is None:
