@@ -1,13 +1,18 @@
 """Supernet, architect and search-loop tests (tinyml_torchmodelopt.nas)."""
 import argparse
 import dataclasses
+import itertools
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from tinyml_torchmodelopt.nas import (Architect, NetworkCnn, SearchNetwork, SearchSettings, derive_genotype,
                                       search, search_and_get_model)
+from tinyml_torchmodelopt.nas.expected_cost import node_offsets
+from tinyml_torchmodelopt.nas.genotypes import Genotype_CNN
 from tinyml_torchmodelopt.nas.utils import spearman
 from tinyml_torchmodelopt.profile import profile_model
 
@@ -403,7 +408,7 @@ def test_budget_missed_by_every_epoch_is_met_by_deriving_the_final_alphas_with_a
     result = _finish_quietly(net, settings, _fake_history([target, 10 * hi, 10 * hi, 10 * hi]), target)
     assert abs(result.params / target - 1) <= 0.2, (result.params, target)
     assert result.params == net.derived_cost('params', result.genotype)
-    assert any('with a cost term' in w for w in result.warnings)
+    assert any('within the budget instead' in w for w in result.warnings)
 
 
 def test_budget_missed_and_not_fittable_takes_the_closest_learned_epoch(monkeypatch):
@@ -432,3 +437,41 @@ def test_genotype_within_budget_lands_in_the_window_across_the_range(kind):
             assert abs(net.derived_cost(kind, genotype) / target - 1) <= 0.2
     plain = net.genotype()
     assert net.genotype_within_budget(kind, net.derived_cost(kind, plain)) == plain  # already inside: unchanged
+
+
+def _all_derivations(net):
+    """Every genotype a derivation of ``net`` can give (two distinct inputs, one non-'none' op each)."""
+    ops = [name for name in net.primitives if name != 'none']
+    per_node = [[((a, i), (b, j)) for i, j in itertools.combinations(range(t + 2), 2) for a in ops for b in ops]
+                for t in range(net.steps)]
+    cells = [[g for node in combo for g in node] for combo in itertools.product(*per_node)]
+    concat = net.genotype().normal_concat
+    return [Genotype_CNN(n, concat, r, concat) for n in cells for r in cells]
+
+
+def test_genotype_within_budget_is_the_best_log_weight_inside_the_window():
+    torch.manual_seed(3)
+    net = SearchNetwork(4, 3, 3, nodes_per_layer=2, multiplier=2, input_length=32,
+                        primitives=['none', 'max_pool_3x1', 'skip_connect', 'conv_bn_relu_3x1'])
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_(0, 1.5)
+    logs = [F.log_softmax(a.detach().double(), -1) for a in (net.alphas_normal, net.alphas_reduce)]
+    offsets = node_offsets(net.steps)
+
+    def log_weight(g):
+        return sum(float(logs[c][offsets[k // 2] + j, net.primitives.index(op)])
+                   for c, genes in enumerate((g.normal, g.reduce)) for k, (op, j) in enumerate(genes))
+
+    every = [(net.derived_cost('params', g), log_weight(g), g) for g in _all_derivations(net)]
+    lo, hi = net.cost_range('params')
+    plain = net.derived_cost('params')
+    for target in np.linspace(lo, hi, 7)[1:-1]:
+        inside = [(w, g) for c, w, g in every if abs(c / target - 1) <= 0.2]
+        found = net.genotype_within_budget('params', target)
+        if abs(plain / target - 1) <= 0.2:
+            assert found == net.genotype()
+        else:
+            assert abs(net.derived_cost('params', found) / target - 1) <= 0.2
+            assert log_weight(found) == pytest.approx(max(w for w, _ in inside), abs=1e-9)
+    assert net.genotype_within_budget('params', lo / 2) is None  # below the cheapest derivation

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,11 +145,16 @@ def run_darts(features, cfg: TrainingConfig, common: CommonConfig, device: Devic
                  record.epoch + 1, settings.epochs, record.valid_accuracy, record.params, record.macs, latency,
                  record.samples_per_second)
 
-    with progress(settings.epochs, "DARTS search") as advance:
+    # the library also raises its notes as Python warnings; the run log gets each once, without source lines
+    with progress(settings.epochs, "DARTS search") as advance, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         result = search(train_loader, valid_loader, settings, on_epoch=on_epoch,
                         checkpoint_path=out_dir / CHECKPOINT)
     for warning in result.warnings:
         log.warning("NAS: %s", warning)
+    for other in caught:
+        if str(other.message) not in result.warnings:
+            log.warning("NAS: %s", other.message)
     model = build_final_model(settings, result.genotype)
     spec = darts_spec(settings, result, device)
     write_outputs(result, settings, spec, device, out_dir)

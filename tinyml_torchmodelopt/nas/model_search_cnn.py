@@ -31,9 +31,9 @@ as is usual for the DARTS supernet.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -490,70 +490,64 @@ class SearchNetwork(nn.Module):
                 total += float(table[offsets[k // 2] + j, self.primitives.index(name)])
         return total
 
+    BUDGET_BUCKETS = 400  # cost resolution of the budget derivation: target * tolerance / BUDGET_BUCKETS
+
     def genotype_within_budget(self, kind: str, target: float, tolerance: float = 0.2) -> Genotype_CNN | None:
-        """The derivation of the current alphas that best respects a cost budget, or None.
+        """The derivation of the current alphas that respects a cost budget, or None when none can.
 
-        Standard derivation maximises the op weights; here every (edge, op) scores
-        ``log w - mu * cost`` (mu > 0 when the plain genotype is too expensive, < 0 when
-        it is too cheap) and each node keeps its two best-scoring inputs. mu runs over a
-        geometric grid from 0 outwards and the first genotype within ``tolerance`` of
-        ``target`` is returned. When one step of mu jumps across the window (a node
-        swapping two large convs at once), every node may take any of the choices it
-        made along the way: the combination within the window with the highest total
-        log-weight is returned.
+        A derived genotype keeps, per node, two distinct inputs with one non-'none' op
+        each. Its cost (``derived_cost``) and its log-weight (the sum of log softmax(alpha)
+        over the kept (edge, op) pairs) both add up over nodes, so the genotype with the
+        highest log-weight whose cost lies within ``tolerance`` of ``target`` is found by
+        dynamic programming over the nodes, keeping the best partial genotype per cost
+        bucket (width ``tolerance * target / BUDGET_BUCKETS``; costs are tracked exactly).
+        The plain derivation is returned unchanged when it is already inside the window.
         """
-        fixed, cn, cr, _ = self.cost_tables(kind)
-        logs = [F.log_softmax(a.detach().double().cpu(), -1) for a in (self.alphas_normal, self.alphas_reduce)]
-        tables = (cn.double(), cr.double())
         plain = self.genotype()
-        inside = lambda cost: abs(cost / target - 1) <= tolerance  # noqa: E731
-        if inside(self.derived_cost(kind, plain)):
+        low, high = (1 - tolerance) * target, (1 + tolerance) * target
+        if low <= self.derived_cost(kind, plain) <= high:
             return plain
-        sign = 1.0 if self.derived_cost(kind, plain) > target else -1.0
-        path = [plain]
-        for mu in torch.logspace(-7, 1, 161, dtype=torch.float64).tolist():
-            scores = [lg - sign * mu * c for lg, c in zip(logs, tables)]
-            genotype = derive_genotype(scores[0].exp(), scores[1].exp(), self.primitives, self.steps,
-                                       self.multiplier)
-            cost = self.derived_cost(kind, genotype)
-            if inside(cost):
-                return genotype
-            path.append(genotype)
-            if sign * (cost - target) < 0:  # jumped across the window
-                return self._combine_nodes(path, logs, tables, fixed, target, tolerance)
-        return None
-
-    MAX_COMBINATIONS = 50_000
-
-    def _combine_nodes(self, path: list[Genotype_CNN], logs, tables, fixed: float, target: float,
-                       tolerance: float) -> Genotype_CNN | None:
-        """Per node one of the gene pairs it had along ``path``: the combination within the budget window
-        with the highest total log-weight (costs and log-weights add up over nodes, so each combination is
-        scored exactly). With too many combinations only the last two genotypes are combined."""
-        offsets = node_offsets(self.steps)
-        if math.prod(len({tuple(g[c][2 * t:2 * t + 2]) for g in path}) for c in (0, 2) for t in range(self.steps)) \
-                > self.MAX_COMBINATIONS:
-            path = path[-2:]
-        options = []  # per node: [(genes, cost, log-weight)]
-        for c, k in ((0, 0), (2, 1)):  # Genotype_CNN fields 0 (normal) and 2 (reduce); tables/logs index k
-            for t in range(self.steps):
-                pairs = list(dict.fromkeys(tuple(g[c][2 * t:2 * t + 2]) for g in path))
-                options.append([(pair, sum(float(tables[k][offsets[t] + j, self.primitives.index(op)])
-                                           for op, j in pair),
-                                 sum(float(logs[k][offsets[t] + j, self.primitives.index(op)]) for op, j in pair))
-                                for pair in pairs])
-        best = None
-        for combo in itertools.product(*options):
-            cost = fixed + sum(o[1] for o in combo)
-            if abs(cost / target - 1) <= tolerance:
-                score = sum(o[2] for o in combo)
-                if best is None or score > best[0]:
-                    best = (score, combo)
-        if best is None:
+        fixed, cn, cr, _ = self.cost_tables(kind)
+        width = tolerance * target / self.BUDGET_BUCKETS
+        nodes = [self._node_choices(alphas, table, t) for alphas, table in
+                 ((self.alphas_normal, cn), (self.alphas_reduce, cr)) for t in range(self.steps)]
+        cost, score, back = np.array([float(fixed)]), np.array([0.0]), []
+        for choice_cost, choice_score, _ in nodes:
+            total = (cost[:, None] + choice_cost[None, :]).ravel()
+            value = (score[:, None] + choice_score[None, :]).ravel()
+            keep = np.flatnonzero(total <= high)
+            if keep.size == 0:
+                return None
+            # per cost bucket the best partial log-weight: sort by (bucket, -value), first of each bucket
+            bucket = np.floor(total[keep] / width)
+            order = np.lexsort((-value[keep], bucket))
+            first = order[np.r_[True, bucket[order][1:] != bucket[order][:-1]]]
+            keep = keep[first]
+            back.append(keep)
+            cost, score = total[keep], value[keep]
+        feasible = np.flatnonzero(cost >= low)
+        if feasible.size == 0:
             return None
-        genes = [gene for pair, _, _ in best[1] for gene in pair]
+        state = int(feasible[np.argmax(score[feasible])])
+        genes = []
+        for (choice_cost, _, pairs), kept in zip(reversed(nodes), reversed(back)):
+            parent, choice = divmod(int(kept[state]), len(choice_cost))
+            genes = list(pairs[choice]) + genes
+            state = parent
         half = 2 * self.steps
-        return Genotype_CNN(genes[:half], path[0].normal_concat, genes[half:], path[0].reduce_concat)
+        return Genotype_CNN(genes[:half], plain.normal_concat, genes[half:], plain.reduce_concat)
+
+    def _node_choices(self, alphas: torch.Tensor, table: torch.Tensor, t: int):
+        """Every (cost, log-weight, genes) a derivation can give node ``t``: two distinct inputs, one
+        non-'none' op each, genes ordered by input as in :func:`derive_genotype`."""
+        offset = node_offsets(self.steps)[t]
+        logs = F.log_softmax(alphas.detach().double().cpu(), -1)
+        ops = [o for o, name in enumerate(self.primitives) if name != 'none']
+        singles = [(float(table[offset + j, o]), float(logs[offset + j, o]), (self.primitives[o], j))
+                   for j in range(t + 2) for o in ops]
+        pairs = [(a, b) for a, b in itertools.combinations(singles, 2) if a[2][1] < b[2][1]]
+        return (np.array([a[0] + b[0] for a, b in pairs]), np.array([a[1] + b[1] for a, b in pairs]),
+                [(a[2], b[2]) for a, b in pairs])
 
     def cost_range(self, kind: str) -> tuple[float, float]:
         """(smallest, largest) cost of any derivable genotype."""

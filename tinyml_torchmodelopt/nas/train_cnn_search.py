@@ -327,10 +327,10 @@ def _finish(model, settings, history, notes, target, mode, seconds) -> SearchRes
         elif not inside:
             fitted = model.genotype_within_budget(COST_KIND[mode], target)
             if fitted is not None:
-                # the final alphas, derived with a cost term (see SearchNetwork.genotype_within_budget)
+                # the final alphas' best derivation within the budget (SearchNetwork.genotype_within_budget)
                 prof = profile_model(build_final_model(settings, fitted), (settings.in_channels, model.input_length))
                 notes.append(f"no epoch's genotype within 20% of the budget {target}; derived the final alphas "
-                             f"with a cost term instead: {getattr(prof, key)} {key}")
+                             f"within the budget instead: {getattr(prof, key)} {key}")
                 chosen = dataclasses.replace(chosen, genotype=genotype_to_dict(fitted), params=prof.params,
                                              macs=prof.macs)
             else:
