@@ -475,3 +475,18 @@ def test_genotype_within_budget_is_the_best_log_weight_inside_the_window():
             assert abs(net.derived_cost('params', found) / target - 1) <= 0.2
             assert log_weight(found) == pytest.approx(max(w for w, _ in inside), abs=1e-9)
     assert net.genotype_within_budget('params', lo / 2) is None  # below the cheapest derivation
+
+
+@pytest.mark.parametrize('share', [0.5, 2.0])
+def test_budget_quadratic_term_pulls_the_expected_cost_to_the_target(share):
+    # with a flat data loss and the multiplier at 0 only the augmented-Lagrangian term acts
+    torch.manual_seed(0)
+    net = SearchNetwork(4, 3, 3, nodes_per_layer=4, multiplier=4, input_length=64)
+    expected = float(net.expected_cost('params', normalized=False))
+    target = expected / share
+    arch = Architect(net, arch_learning_rate=3e-2, penalty_mode='Memory', budget=target, budget_rate=0.0,
+                     budget_quadratic=1.0)
+    for _ in range(20):
+        arch._update_alphas([torch.zeros_like(a) for a in net.arch_parameters()])
+    moved = float(net.expected_cost('params', normalized=False))
+    assert abs(moved / target - 1) < abs(expected / target - 1) - 0.1

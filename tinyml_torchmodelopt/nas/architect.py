@@ -73,13 +73,16 @@ class Architect:
     cost = budget: the penalty is ``lambda * E[cost] / budget`` and after every
     step ``lambda += budget_rate * clip(derived_cost / budget - 1, -1, 1)`` (dual
     ascent on the cost of the model that would be derived now). lambda may turn
-    negative, which pulls a model that is too small upwards.
+    negative, which pulls a model that is too small upwards. ``budget_quadratic``
+    (rho) adds ``rho / 2 * (E[cost] / budget - 1) ** 2`` (augmented Lagrangian): a
+    well around the target that damps the swings of the multiplier when the
+    validation loss gives the alphas little else to follow.
     """
 
     def __init__(self, model: Supernet, arch_learning_rate: float = 3e-4, arch_weight_decay: float = 1e-3,
                  unrolled: bool = False, momentum: float = 0.9, weight_decay: float = 3e-4,
                  penalty_mode: str | None = None, penalty_weight: float = 0.0, beta_decay: float = 0.0,
-                 budget: float | None = None, budget_rate: float = 0.2):
+                 budget: float | None = None, budget_rate: float = 0.2, budget_quadratic: float = 0.0):
         if penalty_mode not in (None, 'Memory', 'Compute'):
             raise ValueError(f"penalty_mode: got {penalty_mode!r}; expected None, 'Memory' or 'Compute'")
         self.model = model
@@ -88,7 +91,7 @@ class Architect:
         self.penalty_mode, self.penalty_weight, self.beta_decay = penalty_mode, penalty_weight, beta_decay
         if budget is not None and penalty_mode is None:
             raise ValueError("a budget needs penalty_mode 'Memory' or 'Compute'")
-        self.budget, self.budget_rate = budget, budget_rate
+        self.budget, self.budget_rate, self.budget_quadratic = budget, budget_rate, budget_quadratic
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=arch_learning_rate,
                                           betas=(0.5, 0.999), weight_decay=arch_weight_decay)
         self.last_val_loss = 0.0
@@ -101,7 +104,7 @@ class Architect:
         total = alphas[0].new_zeros(())
         if self.budget is not None:
             g = self.model.expected_cost(COST_KIND[self.penalty_mode], normalized=False) / self.budget
-            total = total + self.penalty_weight * g
+            total = total + self.penalty_weight * g + 0.5 * self.budget_quadratic * (g - 1) ** 2
         elif self.penalty_mode is not None and self.penalty_weight > 0:
             total = total + self.penalty_weight * self.model.expected_cost(COST_KIND[self.penalty_mode])
         if self.beta_decay > 0:

@@ -58,6 +58,7 @@ class SearchSettings:
     target_params: Optional[int] = None  # budget mode (Memory): adapt the weight to land here
     target_macs: Optional[int] = None  # budget mode (Compute)
     budget_rate: float = 0.2  # dual-ascent step of the budget-mode multiplier, per arch step
+    budget_quadratic: float = 1.0  # augmented-Lagrangian weight rho: + rho/2 * (E[cost]/target - 1)^2
     beta_decay: float = 0.0  # beta-DARTS regularisation weight (0 = off)
     partial_channels: int = 1  # K > 1: PC-DARTS, 1/K of the channels through the candidates (K^2 fewer MACs)
     cost_temperature: float = 0.2  # sharpness of the expected op choice (0.2: rank corr. > 0.9)
@@ -191,7 +192,8 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
     architect = Architect(model, settings.arch_learning_rate, settings.arch_weight_decay, settings.unrolled,
                           settings.momentum, settings.weight_decay, mode,
                           settings.penalty_weight if mode else 0.0, settings.beta_decay,
-                          budget=settings.target, budget_rate=settings.budget_rate)
+                          budget=settings.target, budget_rate=settings.budget_rate,
+                          budget_quadratic=settings.budget_quadratic)
     notes: list[str] = []
     target = settings.target
     if target is not None:
