@@ -58,7 +58,7 @@ class SearchSettings:
     target_params: Optional[int] = None  # budget mode (Memory): adapt the weight to land here
     target_macs: Optional[int] = None  # budget mode (Compute)
     budget_rate: float = 0.2  # dual-ascent step of the budget-mode multiplier, per arch step
-    budget_quadratic: float = 1.0  # augmented-Lagrangian weight rho: + rho/2 * (E[cost]/target - 1)^2
+    budget_quadratic: float = 0.0  # augmented-Lagrangian weight rho: + rho/2 * (E[cost]/target - 1)^2 (0 = off)
     beta_decay: float = 0.0  # beta-DARTS regularisation weight (0 = off)
     partial_channels: int = 1  # K > 1: PC-DARTS, 1/K of the channels through the candidates (K^2 fewer MACs)
     cost_temperature: float = 0.2  # sharpness of the expected op choice (0.2: rank corr. > 0.9)
