@@ -482,11 +482,11 @@ def test_budget_quadratic_term_pulls_the_expected_cost_to_the_target(share):
     # with a flat data loss and the multiplier at 0 only the augmented-Lagrangian term acts
     torch.manual_seed(0)
     net = SearchNetwork(4, 3, 3, nodes_per_layer=4, multiplier=4, input_length=64)
-    expected = float(net.expected_cost('params', normalized=False))
+    expected = float(net.expected_cost('params', normalized=False).detach())
     target = expected / share
     arch = Architect(net, arch_learning_rate=3e-2, penalty_mode='Memory', budget=target, budget_rate=0.0,
                      budget_quadratic=1.0)
     for _ in range(20):
         arch._update_alphas([torch.zeros_like(a) for a in net.arch_parameters()])
-    moved = float(net.expected_cost('params', normalized=False))
+    moved = float(net.expected_cost('params', normalized=False).detach())
     assert abs(moved / target - 1) < abs(expected / target - 1) - 0.1
