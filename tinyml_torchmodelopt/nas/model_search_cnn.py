@@ -30,14 +30,13 @@ as is usual for the DARTS supernet.
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .derivation import derive_genotype, genotype_within_budget
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN
 from .model import make_classifier, make_preprocess, make_stem, reduction_layers
 from .fused_ops import conv_bn_relu_block, conv_bn_relu_cnl, conv_weight_matrix, linear_split, state_block
@@ -490,88 +489,19 @@ class SearchNetwork(nn.Module):
                 total += float(table[offsets[k // 2] + j, self.primitives.index(name)])
         return total
 
-    BUDGET_BUCKETS = 400  # cost resolution of the budget derivation: target * tolerance / BUDGET_BUCKETS
-
     def genotype_within_budget(self, kind: str, target: float, tolerance: float = 0.2) -> Genotype_CNN | None:
-        """The derivation of the current alphas that respects a cost budget, or None when none can.
-
-        A derived genotype keeps, per node, two distinct inputs with one non-'none' op
-        each. Its cost (``derived_cost``) and its log-weight (the sum of log softmax(alpha)
-        over the kept (edge, op) pairs) both add up over nodes, so the genotype with the
-        highest log-weight whose cost lies within ``tolerance`` of ``target`` is found by
-        dynamic programming over the nodes, keeping the best partial genotype per cost
-        bucket (width ``tolerance * target / BUDGET_BUCKETS``; costs are tracked exactly).
-        The plain derivation is returned unchanged when it is already inside the window.
-        """
+        """The derivation of the current alphas with the highest log-weight whose cost (``derived_cost``)
+        lies within ``tolerance`` of ``target``, or None when none does; the plain derivation when it is
+        already inside (see :func:`derivation.genotype_within_budget`)."""
         plain = self.genotype()
-        low, high = (1 - tolerance) * target, (1 + tolerance) * target
-        if low <= self.derived_cost(kind, plain) <= high:
+        if abs(self.derived_cost(kind, plain) / target - 1) <= tolerance:
             return plain
         fixed, cn, cr, _ = self.cost_tables(kind)
-        width = tolerance * target / self.BUDGET_BUCKETS
-        nodes = [self._node_choices(alphas, table, t) for alphas, table in
-                 ((self.alphas_normal, cn), (self.alphas_reduce, cr)) for t in range(self.steps)]
-        cost, score, back = np.array([float(fixed)]), np.array([0.0]), []
-        for choice_cost, choice_score, _ in nodes:
-            total = (cost[:, None] + choice_cost[None, :]).ravel()
-            value = (score[:, None] + choice_score[None, :]).ravel()
-            keep = np.flatnonzero(total <= high)
-            if keep.size == 0:
-                return None
-            # per cost bucket the best partial log-weight: sort by (bucket, -value), first of each bucket
-            bucket = np.floor(total[keep] / width)
-            order = np.lexsort((-value[keep], bucket))
-            first = order[np.r_[True, bucket[order][1:] != bucket[order][:-1]]]
-            keep = keep[first]
-            back.append(keep)
-            cost, score = total[keep], value[keep]
-        feasible = np.flatnonzero(cost >= low)
-        if feasible.size == 0:
-            return None
-        state = int(feasible[np.argmax(score[feasible])])
-        genes = []
-        for (choice_cost, _, pairs), kept in zip(reversed(nodes), reversed(back)):
-            parent, choice = divmod(int(kept[state]), len(choice_cost))
-            genes = list(pairs[choice]) + genes
-            state = parent
-        half = 2 * self.steps
-        return Genotype_CNN(genes[:half], plain.normal_concat, genes[half:], plain.reduce_concat)
-
-    def _node_choices(self, alphas: torch.Tensor, table: torch.Tensor, t: int):
-        """Every (cost, log-weight, genes) a derivation can give node ``t``: two distinct inputs, one
-        non-'none' op each, genes ordered by input as in :func:`derive_genotype`."""
-        offset = node_offsets(self.steps)[t]
-        logs = F.log_softmax(alphas.detach().double().cpu(), -1)
-        ops = [o for o, name in enumerate(self.primitives) if name != 'none']
-        singles = [(float(table[offset + j, o]), float(logs[offset + j, o]), (self.primitives[o], j))
-                   for j in range(t + 2) for o in ops]
-        pairs = [(a, b) for a, b in itertools.combinations(singles, 2) if a[2][1] < b[2][1]]
-        return (np.array([a[0] + b[0] for a, b in pairs]), np.array([a[1] + b[1] for a, b in pairs]),
-                [(a[2], b[2]) for a, b in pairs])
+        return genotype_within_budget((self.alphas_normal, self.alphas_reduce), (cn, cr), fixed, self.primitives,
+                                      self.steps, plain.normal_concat, target, tolerance)
 
     def cost_range(self, kind: str) -> tuple[float, float]:
         """(smallest, largest) cost of any derivable genotype."""
         fixed, cn, cr, largest = self.cost_tables(kind)
         return fixed + extreme_cost(cn, self.primitives, self.steps, min) + extreme_cost(cr, self.primitives,
                                                                                  self.steps, min), largest
-
-
-def derive_genotype(weights_normal: torch.Tensor, weights_reduce: torch.Tensor, primitives: list[str],
-                    steps: int, multiplier: int) -> Genotype_CNN:
-    """DARTS derivation: per node keep the 2 inputs whose best non-'none' op is strongest."""
-    none = primitives.index('none') if 'none' in primitives else -1
-
-    def parse(w: torch.Tensor):
-        gene, offsets = [], node_offsets(steps)
-        for t in range(steps):
-            cands = []
-            for j in range(t + 2):
-                row = w[offsets[t] + j].tolist()
-                best = max((o for o in range(len(primitives)) if o != none), key=lambda o: row[o])
-                cands.append((-row[best], j, primitives[best]))
-            chosen = sorted(cands)[:2]
-            gene += [(name, j) for _, j, name in sorted(chosen, key=lambda c: c[1])]
-        return gene
-
-    concat = list(range(2 + steps - multiplier, 2 + steps))
-    return Genotype_CNN(parse(weights_normal), concat, parse(weights_reduce), concat)
