@@ -110,14 +110,14 @@ def test_arch_learning_rate_scales_with_the_number_of_alpha_updates():
     assert arch_learning_rate(cfg(nas_arch_learning_rate=3e-4), 320) == 3e-4         # the user's value wins
 
 
-def test_stem_pool_rule_for_long_raw_inputs():
+def test_stem_pool_rule_leaves_the_cells_at_most_128_samples():
     from tinyml_modelzoo.nas_stage import stem_pool
 
     def pool(length, transforms=("RAW_FE", "CONCAT"), **training):
         cfg = config_from_dict({"training": {"nas_enabled": True, **training}}).training
         return stem_pool(cfg, SimpleNamespace(in_length=length, transforms=transforms))
-    assert pool(1460) == 4 and pool(1024) == 4
-    assert pool(1023) == 1 and pool(256) == 1
+    assert pool(1460) == 4 and pool(427) == 4 and pool(258) == 4 and pool(257) == 2 and pool(160) == 2
+    assert pool(129) == 2 and pool(128) == 1 and pool(24) == 1        # the cells see at most 128 samples
     assert pool(2048, transforms=("FFT_FE", "FFT_POS_HALF", "CONCAT")) == 1        # spectra keep resolution
     assert pool(1460, nas_stem_pool=1) == 1 and pool(256, nas_stem_pool=2) == 2   # the user's value wins
 

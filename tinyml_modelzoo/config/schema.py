@@ -132,7 +132,8 @@ class TrainingConfig:
                                     "the channel count. 1 = off.", min=1)
     nas_stem_pool: Optional[int] = opt(None, "Max pool (width = stride) after the stem conv of the DARTS network: "
                                        "the cells see L // nas_stem_pool samples (fewer MACs, a wider receptive "
-                                       "field); empty (default): 4 for raw inputs of 1024 samples or more, else 1.",
+                                       "field); empty (default): for raw inputs the smallest of 1, 2, 4 that leaves the cells at "
+                                       "most 128 samples, 1 for spectra.",
                                        min=1, max=4)
     nas_batch_size: Optional[int] = opt(32, "Batch size of the search (empty: batch_size).", min=1)
     nas_arch_learning_rate: Optional[float] = opt(None, "Adam learning rate of the architecture weights (default: "
