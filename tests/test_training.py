@@ -1,4 +1,5 @@
-"""Training stage: the augmentation candidates are trained from the same start and validation decides."""
+"""Training stage: the augmentation candidates are trained from the same start, validation decides, and the
+chosen recipe is refit on train + val."""
 from __future__ import annotations
 
 import numpy as np
@@ -40,7 +41,7 @@ class _Probe(nn.Module):
 def _fake_fit(val_by_shift: dict, seen: list):
     """A stand-in for tinyml_torchmodelopt.train.fit: checks the start weights, marks the model."""
     def fit(model, x_train, y_train, x_val, y_val, settings, on_epoch=None):
-        seen.append((settings.augment_shift, float(model.w)))
+        seen.append((settings.augment_shift, float(model.w.detach()), len(x_train), len(x_val)))
         with torch.no_grad():
             model.w.fill_(settings.augment_shift + 1.0)  # the weights this candidate "learnt"
         acc, loss = val_by_shift[settings.augment_shift]
@@ -58,12 +59,27 @@ def test_default_augmentation_trains_both_shifts_and_keeps_the_best_on_validatio
     monkeypatch.setattr(training, "fit", _fake_fit(val_by_shift, seen))
     monkeypatch.setattr(training, "_export_onnx", lambda *a: (None, None))
     model = _Probe(features.in_channels)
-    result = training.train(model, features, TrainingConfig(training_epochs=1), tmp_path, seed=0)
-    assert seen == [(0.1, 0.0), (0.0, 0.0)]            # both candidates start from the same weights
-    assert result.augment_shift == kept
+    result = training.train(model, features, TrainingConfig(training_epochs=1, refit_with_val=False), tmp_path,
+                            seed=0)
+    assert seen == [(0.1, 0.0, 8, 4), (0.0, 0.0, 8, 4)]  # both candidates start from the same weights
+    assert result.augment_shift == kept and result.refit_examples == 0
     assert float(model.w) == pytest.approx(kept + 1.0)  # the kept candidate's weights are the model's
     assert [c["augment_shift"] for c in result.candidates] == [0.1, 0.0]
     assert torch.load(tmp_path / "model.pt", weights_only=True)["w"].item() == pytest.approx(kept + 1.0)
+
+
+def test_the_chosen_shift_is_refit_on_train_and_val_from_the_same_start(tmp_path, monkeypatch):
+    features = _features()
+    seen: list = []
+    monkeypatch.setattr(training, "fit", _fake_fit({0.1: (0.70, 0.5), 0.0: (0.90, 0.6)}, seen))
+    monkeypatch.setattr(training, "_export_onnx", lambda *a: (None, None))
+    model = _Probe(features.in_channels)
+    result = training.train(model, features, TrainingConfig(training_epochs=1), tmp_path, seed=0)
+    # the two candidates on 8 train examples, then shift 0.0 (the better on val) on all 12, without validation
+    assert seen == [(0.1, 0.0, 8, 4), (0.0, 0.0, 8, 4), (0.0, 0.0, 12, 0)]
+    assert result.refit_examples == 12 and result.augment_shift == 0.0
+    assert result.best_val_accuracy == pytest.approx(0.90)  # the selection run's figure
+    assert (tmp_path / "history_refit.csv").is_file()
 
 
 @pytest.mark.parametrize("case", ["user_shift", "no_validation", "spectra"])
@@ -74,12 +90,15 @@ def test_one_candidate_when_the_user_sets_the_shift_or_nothing_can_decide(tmp_pa
     monkeypatch.setattr(training, "_export_onnx", lambda *a: (None, None))
     cfg = TrainingConfig(training_epochs=1, augment_shift=0.25 if case == "user_shift" else None)
     training.train(_Probe(features.in_channels), features, cfg, tmp_path, seed=0)
-    assert [shift for shift, _ in seen] == [{"user_shift": 0.25, "no_validation": 0.1, "spectra": 0.0}[case]]
+    shift = {"user_shift": 0.25, "no_validation": 0.1, "spectra": 0.0}[case]
+    refits = [] if case == "no_validation" else [shift]  # nothing to add to the training data without val
+    assert [s[0] for s in seen] == [shift] + refits
 
 
 def test_real_fit_keeps_a_working_model(tmp_path):
     features = _features()
     model = _Probe(features.in_channels)
     result = training.train(model, features, TrainingConfig(training_epochs=2), tmp_path, seed=0)
-    assert len(result.candidates) == 2 and result.epochs_run == 2
+    assert len(result.candidates) == 2 and result.epochs_run == 2 and result.refit_examples == 12
     assert (tmp_path / "history.csv").is_file() and (tmp_path / "model.onnx").is_file()
+    assert len((tmp_path / "history_refit.csv").read_text().splitlines()) == 3  # header + the 2 refit epochs

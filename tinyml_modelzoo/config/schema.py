@@ -96,11 +96,15 @@ class TrainingConfig:
     lr_scheduler: str = opt("cosine", "Learning-rate schedule.", choices=("cosine", "step", "none"))
     label_smoothing: float = opt(0.1, "Label smoothing of the cross-entropy loss.", min=0, max=0.5)
     early_stopping_patience: Optional[int] = opt(None, "Stop after this many epochs without validation gain "
-                                                "(empty, the default: train the whole learning-rate schedule; "
-                                                "the best validation epoch is kept either way).", min=1)
+                                                "(empty, the default: train the whole learning-rate schedule); "
+                                                "the best validation epoch picks the augmentation, and is the model "
+                                                "when refit_with_val is off.", min=1)
     augment_shift: Optional[float] = opt(None, "Random time-shift augmentation as a fraction of the input length; "
                                          "empty (default): raw time-domain inputs are trained with 0.1 and with 0 "
                                          "and the better on validation is kept; spectra use 0.", min=0, max=0.5)
+    refit_with_val: bool = opt(True, "After validation has chosen the augmentation, train once more from the same "
+                               "initial weights on train + val and keep the last epoch (more data for small sets; "
+                               "the reported validation accuracy is then that of the selection run).")
     augment_noise: float = opt(0.1, "Std of Gaussian noise added to (standardised) inputs during training.", min=0)
     num_gpus: int = opt(0, "GPUs to use (0 = CPU; 1 = first CUDA device when available).", min=0)
     # DARTS (nas_guide_darts.txt)
