@@ -63,7 +63,7 @@ def test_default_augmentation_trains_both_shifts_and_keeps_the_best_on_validatio
                             seed=0)
     assert seen == [(0.1, 0.0, 8, 4), (0.0, 0.0, 8, 4)]  # both candidates start from the same weights
     assert result.augment_shift == kept and result.refit_examples == 0
-    assert float(model.w) == pytest.approx(kept + 1.0)  # the kept candidate's weights are the model's
+    assert float(model.w.detach()) == pytest.approx(kept + 1.0)  # the kept candidate's weights are the model's
     assert [c["augment_shift"] for c in result.candidates] == [0.1, 0.0]
     assert torch.load(tmp_path / "model.pt", weights_only=True)["w"].item() == pytest.approx(kept + 1.0)
 
