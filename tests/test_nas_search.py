@@ -250,7 +250,7 @@ def test_joint_pass_equals_separate_passes(reduction_first):
 @pytest.mark.parametrize('kind', ['max', 'avg'])
 @pytest.mark.parametrize('stride,length', [(1, 7), (2, 7), (2, 8), (1, 2)])
 def test_pool3_matches_torch_pools(kind, stride, length):
-    from tinyml_torchmodelopt.nas.fused_ops import pool3_backward, pool3_forward
+    from tinyml_torchmodelopt.nas.pool_ops import pool3_backward, pool3_forward
     import torch.nn.functional as F
     g = torch.Generator().manual_seed(0)
     x = torch.randint(-2, 3, (3, 4, length), generator=g).double().requires_grad_()  # many ties
