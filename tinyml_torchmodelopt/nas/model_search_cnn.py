@@ -30,8 +30,6 @@ as is usual for the DARTS supernet.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -42,80 +40,7 @@ from .model import make_classifier, make_preprocess, make_stem, reduction_layers
 from .fused_ops import conv_bn_relu_block, conv_bn_relu_cnl, conv_weight_matrix, linear_split, state_block
 from .expected_cost import cost_tables, expected_edge_cost, extreme_cost, node_offsets, num_edges
 from .operations import CONV_KERNELS, OPS, check_primitives
-
-
-@dataclass(frozen=True)
-class _StatePlan:
-    """How one source state s_j of a cell is expanded into candidates."""
-    j: int
-    stride: int
-    first_target: int
-    n_edges: int
-    n_conv: int  # conv kernel groups (len(kernels)) in the fused conv
-    fused_fr: bool  # factorized reduce folded into the fused conv
-    generic: tuple[str, ...]  # ops evaluated per edge
-    shared: tuple[str, ...]  # parameter-free candidates shared by all edges ('skip', 'max', 'avg')
-
-    @property
-    def n_fused(self) -> int:
-        return (self.n_conv + int(self.fused_fr)) * self.n_edges
-
-    @property
-    def n_candidates(self) -> int:
-        return self.n_fused + len(self.generic) * self.n_edges + len(self.shared)
-
-
-def _plans(primitives: list[str], steps: int, reduction: bool) -> list[_StatePlan]:
-    kernels = [p for p in primitives if p in CONV_KERNELS]
-    plans = []
-    for j in range(steps + 1):
-        stride = 2 if reduction and j < 2 else 1
-        first = max(0, j - 1)
-        fr = 'skip_connect' in primitives and stride == 2
-        shared = []
-        if 'skip_connect' in primitives and stride == 1:
-            shared.append('skip_connect')
-        for p in ('max_pool_3x1', 'avg_pool_3x1'):
-            if p in primitives:
-                shared.append(p)
-        generic = tuple(p for p in primitives
-                        if p not in CONV_KERNELS and p not in ('none', 'skip_connect', 'max_pool_3x1',
-                                                               'avg_pool_3x1'))
-        plans.append(_StatePlan(j, stride, first, steps - first, len(kernels), fr, generic, tuple(shared)))
-    return plans
-
-
-def _mixing_index(primitives: list[str], steps: int, plans: list[_StatePlan]):
-    """(dst, src, sizes): dense[dst] = softmax_weights.flatten()[src], split by state.
-
-    dense for state j is a (n_edges_j, n_candidates_j) matrix in row-major order.
-    """
-    n_ops = len(primitives)
-    op_index = {p: i for i, p in enumerate(primitives)}
-    kernels = [p for p in primitives if p in CONV_KERNELS]
-    offsets = node_offsets(steps)
-    dst, src, sizes, base = [], [], [], 0
-    for plan in plans:
-        M = plan.n_candidates
-        for e in range(plan.n_edges):
-            t = plan.first_target + e
-            edge = offsets[t] + plan.j
-            row = base + e * M
-            cols: list[tuple[int, str]] = []
-            for kidx, name in enumerate(kernels):
-                cols.append((kidx * plan.n_edges + e, name))
-            if plan.fused_fr:
-                cols.append((plan.n_conv * plan.n_edges + e, 'skip_connect'))
-            for g, name in enumerate(plan.generic):
-                cols.append((plan.n_fused + g * plan.n_edges + e, name))
-            for s, name in enumerate(plan.shared):
-                cols.append((plan.n_fused + len(plan.generic) * plan.n_edges + s, name))
-            for col, name in cols:
-                dst.append(row + col)
-                src.append(edge * n_ops + op_index[name])
-        sizes.append(plan.n_edges * M)
-        base += plan.n_edges * M
-    return torch.tensor(dst, dtype=torch.long), torch.tensor(src, dtype=torch.long), sizes
+from .state_plans import StatePlan, mixing_index, state_plans
 
 
 _SHARED_KIND = {'skip_connect': 'skip', 'max_pool_3x1': 'max', 'avg_pool_3x1': 'avg'}
@@ -129,7 +54,7 @@ class StateCandidates(nn.Module):
     """
     ONE_MATMUL_MAX_CHANNELS = 4
 
-    def __init__(self, C: int, plan: _StatePlan, kernels: list[int]):
+    def __init__(self, C: int, plan: StatePlan, kernels: list[int]):
         super().__init__()
         self.C, self.stride, self.n_edges = C, plan.stride, plan.n_edges
         groups = [k for k in kernels for _ in range(plan.n_edges)]
@@ -227,7 +152,7 @@ class SearchCell(nn.Module):
         self.primitives = primitives
         self.preprocess0, self.preprocess1 = make_preprocess(C_prev_prev, C_prev, C, reduction_prev,
                                                              affine=False)
-        self.plans = _plans(primitives, steps, reduction)
+        self.plans = state_plans(primitives, steps, reduction)
         self.kernels = [CONV_KERNELS[p] for p in primitives if p in CONV_KERNELS]
         self.fused = nn.ModuleList()
         self.generic = nn.ModuleList()
@@ -362,7 +287,7 @@ class SearchNetwork(nn.Module):
         self.alphas_reduce = nn.Parameter(1e-3 * torch.randn(n_e, n_o))
         for kind, cell in (('normal', next(c for c in self.cells if not c.reduction)),
                            ('reduce', next(c for c in self.cells if c.reduction))):
-            dst, src, sizes = _mixing_index(self.primitives, nodes_per_layer, cell.plans)
+            dst, src, sizes = mixing_index(self.primitives, nodes_per_layer, cell.plans)
             self.register_buffer(f'_dst_{kind}', dst, persistent=False)
             self.register_buffer(f'_src_{kind}', src, persistent=False)
             setattr(self, f'_sizes_{kind}', sizes)
