@@ -102,3 +102,36 @@ def test_real_fit_keeps_a_working_model(tmp_path):
     assert len(result.candidates) == 2 and result.epochs_run == 2 and result.refit_examples == 12
     assert (tmp_path / "history.csv").is_file() and (tmp_path / "model.onnx").is_file()
     assert len((tmp_path / "history_refit.csv").read_text().splitlines()) == 3  # header + the 2 refit epochs
+
+
+def test_recalibrate_batchnorm_sets_the_statistics_of_the_data_and_changes_nothing_else():
+    from tinyml_torchmodelopt.train import recalibrate_batchnorm
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm1d(2), nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4))
+    x = 3.0 + 2.0 * torch.randn(10, 2, 16)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "batches" not in k}
+    model.eval()
+    assert recalibrate_batchnorm(model, x)
+    assert not model.training and model[0].momentum == 0.1  # mode and momentum restored
+    assert torch.allclose(model[0].running_mean, x.mean((0, 2)), atol=1e-5)
+    assert torch.allclose(model[0].running_var, x.var((0, 2)), rtol=1e-4)  # one batch: its unbiased variance
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())
+    recalibrate_batchnorm(model, x, batch_size=5)  # two equal batches: the mean is still exact
+    assert torch.allclose(model[0].running_mean, x.mean((0, 2)), atol=1e-5)
+    assert not recalibrate_batchnorm(nn.Sequential(nn.Conv1d(2, 2, 1)), x)  # no batch norm: nothing to do
+
+
+@pytest.mark.parametrize("precise", [True, False])
+def test_fit_leaves_batchnorm_statistics_of_the_clean_data_not_of_the_noisy_batches(precise):
+    from tinyml_torchmodelopt.train import FitSettings, fit
+    torch.manual_seed(0)
+    x = torch.randn(64, 1, 32)
+    y = (x.mean((1, 2)) > 0).long()
+    model = nn.Sequential(nn.BatchNorm1d(1), nn.Flatten(), nn.Linear(32, 2))
+    settings = FitSettings(epochs=3, batch_size=16, augment_noise=2.0, precise_batchnorm=precise)
+    fit(model, x, y, x[:0], y[:0], settings)
+    clean_var = float(x.var())
+    if precise:
+        assert float(model[0].running_var) == pytest.approx(clean_var, rel=1e-4)
+    else:  # the running average saw noise of std 2: variance about 1 + 4
+        assert float(model[0].running_var) > 3 * clean_var
