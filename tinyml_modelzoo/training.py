@@ -6,7 +6,9 @@ from the same initial weights and the one with the best validation accuracy
 (ties: lower validation loss) is kept. With ``refit_with_val`` (default) the
 chosen recipe then trains once more from those initial weights on train + val
 and its last epoch is the model (a third more training data where there are only
-tens of recordings: DARTS on the UCR suite 0.874 -> 0.914 test accuracy). Writes
+tens of recordings: DARTS on the UCR suite 0.874 -> 0.914 test accuracy). With
+``precise_batchnorm`` (default) every fit ends by recomputing the batch-norm
+statistics on its clean training data (see ``tinyml_torchmodelopt.train.fit``). Writes
 ``training/`` : ``model.pt``, ``model_spec.yaml``, ``history.csv`` (the chosen
 selection run), ``history_refit.csv``, ``training_curves.png`` and
 ``model.onnx`` (float export checked against PyTorch with onnxruntime).
