@@ -7,8 +7,9 @@ import torch
 from torch import nn
 
 from tinyml_torchmodelopt.onnx_export import export_int8_onnx, export_onnx, run_int8_onnx
-from tinyml_torchmodelopt.quantization import (GraphNet, QuantizedModel, fold_graph, quantize_ptq, quantize_qat,
-                                               rshift_round, trace_graph)
+from tinyml_torchmodelopt.quantization import (GraphNet, QuantizedModel, deployment_graph, fold_graph, quantize_ptq,
+                                               quantize_qat, rshift_round, trace_graph)
+from tinyml_torchmodelopt.quantization.graph_net import fake_quant
 
 from branchy import Branchy, randomize_bn
 
@@ -107,6 +108,36 @@ def test_integer_semantics():
     assert outs["gap"].tolist() == [[[0]]]                # 1/5 = 0.2 -> 0
     with pytest.raises(ValueError):
         q.run_int8(xi.astype(np.int16))
+
+
+def test_fake_quant_is_the_integer_reference():
+    # ties round half up, as rshift_round does (torch.round would give 0, 2, -0, -2, 2)
+    assert fake_quant(torch.tensor([0.5, 1.5, -0.5, -1.5, 2.5]), 0).tolist() == [1, 2, 0, -1, 3]
+    torch.manual_seed(0)
+    model = randomize_bn(Branchy(cin=2)).eval()
+    x = torch.randn(64, 2, 32)
+    q = quantize_ptq(model, x, bias_correction=False)
+    net = GraphNet(deployment_graph(model, (2, 32)))
+    net.act_frac = {n.name: n.frac for n in q.nodes}
+    with torch.no_grad():
+        fake = net.outputs(x)
+    ints = q.run_int8(q.quantize_input(x.numpy()), all_outputs=True)
+    for n in q.nodes:   # QAT trains exactly what the device computes, node by node
+        np.testing.assert_array_equal(fake[n.name].numpy(), ints[n.name].astype(np.float32) * 2.0 ** -n.frac,
+                                      err_msg=n.name)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ptq_bias_correction_removes_the_mean_error(seed):
+    torch.manual_seed(seed)
+    model = randomize_bn(Branchy(cin=2)).eval()
+    x, x_test = torch.randn(512, 2, 32), torch.randn(512, 2, 32)
+    reference = model(x_test).detach().numpy()
+    mean_error = {}
+    for correct in (False, True):
+        q = quantize_ptq(model, x, bias_correction=correct)
+        mean_error[correct] = np.abs((q.predict(x_test.numpy()) - reference).mean(axis=0)).mean()
+    assert mean_error[True] < 0.5 * mean_error[False]
 
 
 def test_int8_outputs_and_file_round_trip(tmp_path):

@@ -16,9 +16,15 @@ from .graph import Graph
 
 
 def fake_quant(x: torch.Tensor, frac: int, bits: int = 8) -> torch.Tensor:
-    """Round to the grid ``2**-frac`` and saturate; straight-through gradient."""
+    """Round half up to the grid ``2**-frac`` and saturate; straight-through gradient.
+
+    Half up, as the integer reference and the NPU round (``rshift_round``), not
+    ``torch.round``'s half to even: adds and concats requantise by a bit or two,
+    so a quarter to a half of their values are ties, and a model fine-tuned or
+    corrected against the other rounding meets a bias on the device.
+    """
     lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
-    q = torch.clamp(torch.round(x * 2.0 ** frac), lo, hi) * 2.0 ** -frac
+    q = torch.clamp(torch.floor(x * 2.0 ** frac + 0.5), lo, hi) * 2.0 ** -frac
     return x + (q - x).detach()
 
 
@@ -53,6 +59,10 @@ class GraphNet(nn.Module):
         self.record: dict[str, float] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.outputs(x)[self.graph.output_name]
+
+    def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every node's output for input ``x`` (float, or fake-quantized with ``act_frac``)."""
         env: dict[str, torch.Tensor] = {}
         fq = self.act_frac
         for n in self.graph.nodes:
@@ -87,7 +97,7 @@ class GraphNet(nn.Module):
             if self.record is not None:
                 self.record[n.name] = max(self.record.get(n.name, 0.0), float(y.detach().abs().max()))
             env[n.name] = y
-        return env[self.graph.output_name]
+        return env
 
     def train(self, mode: bool = True) -> "GraphNet":
         super().train(mode)
