@@ -9,6 +9,7 @@ quantization (straight-through estimator) on the same scales.
 """
 from __future__ import annotations
 
+import copy
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def _pre_activation(net: GraphNet, node, x: torch.Tensor, quantized: bool) -> to
 
 
 @torch.no_grad()
-def correct_biases(net: GraphNet, x: torch.Tensor, act_frac: dict[str, int]) -> None:
+def correct_biases(net: GraphNet, x: torch.Tensor, act_frac: dict[str, int], batch_size: int = 256) -> None:
     """Empirical bias correction, in place: layer by layer in graph order, shift each
     conv / linear bias so that its output, fed by the int8 layers before it, has the
     float model's mean per channel on ``x``.
@@ -102,17 +103,22 @@ def correct_biases(net: GraphNet, x: torch.Tensor, act_frac: dict[str, int]) -> 
     """
     saved = net.act_frac
     net.eval()
+    reference = copy.deepcopy(net)   # the float model, biases as they were
+    reference.act_frac = None
     try:
-        net.act_frac = None
-        reference = net.outputs(x)
-        net.act_frac = act_frac
         for node in net.graph.nodes:
             if node.op not in ("conv", "linear"):
                 continue
-            quantized_in = net.outputs(x)[node.inputs[0]]
-            error = (_pre_activation(net, node, quantized_in, True)
-                     - _pre_activation(net, node, reference[node.inputs[0]], False))
-            net.layers[net._keys[node.name]].bias -= error.mean(dim=(0, 2) if error.dim() == 3 else 0)
+            error_sum = 0.0
+            for chunk in x.split(batch_size):   # chunks: every node's output is held at once
+                float_in = reference.outputs(chunk)[node.inputs[0]]
+                net.act_frac = act_frac
+                quantized_in = net.outputs(chunk)[node.inputs[0]]
+                error = (_pre_activation(net, node, quantized_in, True)
+                         - _pre_activation(reference, node, float_in, False))
+                error_sum = error_sum + (error.sum(dim=(0, 2)) if error.dim() == 3 else error.sum(dim=0))
+            per_position = x.new_tensor(len(x) * (error.shape[2] if error.dim() == 3 else 1))
+            net.layers[net._keys[node.name]].bias -= error_sum / per_position
     finally:
         net.act_frac = saved
 
