@@ -4,7 +4,7 @@ import logging
 import pytest
 import torch
 
-from tinyml_torchmodelopt.nas import fused_ops, native
+from tinyml_torchmodelopt.nas import fused_ops, native, state_block
 from tinyml_torchmodelopt.nas.model_search_cnn import SearchNetwork
 
 # with a C compiler present the kernels must build: a failed build fails these tests instead of skipping them
@@ -37,7 +37,7 @@ def _block_inputs(C, N, L, E, kernels, fr, shared, dtype, seed):
 
 def _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split):
     x, weight, W = (t.clone().requires_grad_() for t in (x, weight, W))
-    out = fused_ops.state_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split=split)
+    out = state_block.state_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split=split)
     probe = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
     grads = torch.autograd.grad((out * probe).sum() + out.square().sum(), (x, weight, W))
     return (out.detach(), *grads)
@@ -50,7 +50,7 @@ def _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, spli
 @pytest.mark.parametrize('keep', [True, False])
 def test_native_state_block_equals_torch_kernels(stride, L, shared, split, keep, monkeypatch):
     if not keep:
-        monkeypatch.setattr(fused_ops, 'KEEP_CONV_OUTPUT_MAX_BYTES', 0)
+        monkeypatch.setattr(state_block, 'KEEP_CONV_OUTPUT_MAX_BYTES', 0)
     fr = stride == 2
     args = _block_inputs(3, 6, L, 2, [3, 5, 7], fr, shared, torch.float64, seed=L)
     x, weight, kmax, W, blocks, n_bn_relu, n_bn = args

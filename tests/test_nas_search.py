@@ -39,9 +39,9 @@ def toy_loaders(n=64, length=32, batch=16, seed=0, raw=False, four_d=False, chan
 @pytest.mark.parametrize('primitives', [None, ALL])
 @pytest.mark.parametrize('keep_conv_output', [True, False])
 def test_fast_supernet_equals_naive_mixture(primitives, keep_conv_output, monkeypatch):
-    from tinyml_torchmodelopt.nas import fused_ops
+    from tinyml_torchmodelopt.nas import state_block
     if not keep_conv_output:  # backward recomputes the fused conv output
-        monkeypatch.setattr(fused_ops, 'KEEP_CONV_OUTPUT_MAX_BYTES', 0)
+        monkeypatch.setattr(state_block, 'KEEP_CONV_OUTPUT_MAX_BYTES', 0)
     torch.manual_seed(0)
     net = SearchNetwork(2, 3, 4, nodes_per_layer=3, multiplier=2, primitives=primitives).double()
     with torch.no_grad():

@@ -3,7 +3,7 @@
 Fast evaluation (the point of this module). DARTS evaluates each edge's ops one
 by one: hundreds of tiny kernels and autograd nodes per cell. Here every cell
 state ``s_j`` that feeds later nodes is ONE autograd node
-(:func:`.fused_ops.state_block`) that computes all candidates of all its
+(:func:`.state_block.state_block`) that computes all candidates of all its
 outgoing edges and their softmax-weighted sums:
 
 * one conv for every ``conv_bn_relu_k`` op of every outgoing edge (and, for
@@ -37,7 +37,8 @@ from torch import nn
 from .derivation import derive_genotype, genotype_within_budget
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN
 from .model import make_classifier, make_preprocess, make_stem, reduction_layers
-from .fused_ops import conv_bn_relu_block, conv_bn_relu_cnl, conv_weight_matrix, linear_split, state_block
+from .fused_ops import conv_bn_relu_cnl, conv_weight_matrix, linear_split
+from .state_block import conv_bn_relu_block, state_block
 from .expected_cost import cost_tables, expected_edge_cost, extreme_cost, node_offsets, num_edges
 from .operations import CONV_KERNELS, OPS, check_primitives
 from .state_plans import StatePlan, mixing_index, state_plans
@@ -47,7 +48,7 @@ _SHARED_KIND = {'skip_connect': 'skip', 'max_pool_3x1': 'max', 'avg_pool_3x1': '
 
 
 class StateCandidates(nn.Module):
-    """All candidates of all outgoing edges of one source state, mixed by :func:`.fused_ops.state_block`.
+    """All candidates of all outgoing edges of one source state, mixed by :func:`.state_block.state_block`.
 
     Holds the fused conv of the conv candidates and the factorized reduce (kernel
     sizes as blocks of output rows; None when there are none) and the static plan.

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from ..profile import profile_model
 from .architect import COST_KIND, Architect
-from .fused_ops import FIRST_ORDER_KEEP_BYTES, conv_outputs_kept
+from .state_block import FIRST_ORDER_KEEP_BYTES, conv_outputs_kept
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN, genotype_from_dict, genotype_to_dict
 from .model import NetworkCnn, check_stem_pool
 from .model_search_cnn import SearchNetwork

@@ -1,6 +1,7 @@
 """Optional compiled kernels of the fast supernet: C loops built on first use, called through ctypes.
 
-The supernet is complete without them (pure PyTorch in :mod:`..fused_ops`). On
+The supernet is complete without them (pure PyTorch in :mod:`..fused_ops` and
+:mod:`..state_block`). On
 the skinny tensors of a tiny-ML supernet the PyTorch path spends most of its
 time on per-op overhead and repeated passes over memory; these kernels fuse the
 element-wise parts of a cell-state block (batch norm, ReLU, mixing, pools,

@@ -1,0 +1,262 @@
+"""The mixed cell state of the fast supernet: every candidate of every outgoing edge
+of one state (convs + BN + ReLU, pools, skip, factorized reduce) and their
+alpha-weighted sum as ONE autograd node, in the (C, N, L) layout of
+:mod:`.fused_ops` (whose conv and batch-norm kernels it uses), with joint
+train/valid passes (``split``) as described there.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from . import native
+from .fused_ops import (_EPS, _bn_backward, _bn_forward, _bn_normalised, _conv_backward, _conv_forward,
+                        _stat_groups, conv_weight_matrix)
+from .pool_ops import pool3_backward, pool3_forward
+
+
+def _valid_gram(gc: torch.Tensor, r: torch.Tensor, C: int, N: int, split: int | None) -> torch.Tensor:
+    """gc (E, C*N*L) @ r (G, C*N*L)^T, summed over the valid samples only when ``split``."""
+    if split is None:
+        return torch.mm(gc, r.t())
+    first = split * (gc.shape[1] // (C * N))  # first valid column within each channel's N*L block
+    a = gc.view(gc.shape[0], C, -1).transpose(0, 1)[:, :, first:]  # (C, E, valid) strided views: no copy
+    b = r.view(r.shape[0], C, -1).transpose(0, 1)[:, :, first:]
+    return torch.bmm(a, b.transpose(1, 2)).sum(0)
+
+
+# Conv outputs up to this size are kept for the backward; larger ones (wide supernets) are
+# recomputed from the state: preset m keeps its ~0.8 MB blocks (10-15 % faster), preset l
+# recomputes its ~1.5 MB blocks (about 130 MB less peak memory) in unrolled searches, whose
+# four passes per step hold the most memory. First-order searches keep blocks up to
+# FIRST_ORDER_KEEP_BYTES (see :func:`conv_outputs_kept`).
+KEEP_CONV_OUTPUT_MAX_BYTES = 2 ** 20
+FIRST_ORDER_KEEP_BYTES = 4 * 2 ** 20
+
+
+@contextmanager
+def conv_outputs_kept(max_bytes: int):
+    """Within this block, state blocks keep conv outputs of up to ``max_bytes`` for the backward.
+
+    Keeping preset l's 1.5 MB blocks in a first-order search saves the recomputing
+    forward conv of every backward (a quarter to a third of its conv MACs) for
+    about 30 MB more peak memory.
+    """
+    global KEEP_CONV_OUTPUT_MAX_BYTES
+    saved, KEEP_CONV_OUTPUT_MAX_BYTES = KEEP_CONV_OUTPUT_MAX_BYTES, max_bytes
+    try:
+        yield
+    finally:
+        KEEP_CONV_OUTPUT_MAX_BYTES = saved
+
+
+class _StateBlock(torch.autograd.Function):
+    """Every candidate of every outgoing edge of one cell state, mixed: ONE autograd node.
+
+    contrib (E, C*N*L_out) = W @ [relu(bn(conv_k(x))) for the conv candidates;
+    bn(conv_1x1/2(x)) for the factorized reduce; extras (per-edge modules);
+    x / max_pool(x) / avg_pool(x) (shared by all edges)], in the column order of
+    W. The conv rows are one fused conv (:func:`_conv_forward`). Batch norm has
+    no affine terms (search BN). Besides x, the weights and the BN statistics,
+    the conv output (the largest activation of the supernet) is saved only when
+    small (``KEEP_CONV_OUTPUT_MAX_BYTES``); otherwise backward recomputes it (one
+    extra forward conv for much less memory).
+    In a joint pass the conv weights learn from the train half only, W from the
+    valid half only, and BN keeps per-half statistics.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, W, conf, split, *extras):
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = conf
+        N = x.shape[1]
+        groups = _stat_groups(split, N)
+        out, col, stats = None, 0, []
+
+        def add(w, r):
+            nonlocal out
+            out = torch.mm(w, r) if out is None else out.addmm_(w, r)
+
+        if weight is not None:
+            y = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2)
+            for rows, relu in ((slice(0, n_bn_relu), True), (slice(n_bn_relu, n_bn_relu + n_bn), False)):
+                if rows.stop == rows.start:
+                    continue
+                r, mean, rstd = _bn_forward(y[rows], groups)
+                stats += [mean, rstd]
+                G = (rows.stop - rows.start) // C
+                add(W[:, col:col + G], (r.clamp_min_(0) if relu else r).view(G, -1))
+                col += G
+        for e in extras:
+            add(W[:, col:col + 1], e.reshape(1, -1))
+            col += 1
+        for kind in shared:
+            add(W[:, col:col + 1], (x if kind == 'skip' else pool3_forward(x, kind, stride)).reshape(1, -1))
+            col += 1
+        kept = y if weight is not None and y.numel() * y.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES else None
+        ctx.save_for_backward(x, weight, W, kept, *stats, *extras)
+        ctx.conf, ctx.split, ctx.n_stats = conf, split, len(stats)
+        return out
+
+    @staticmethod
+    def backward(ctx, gc):
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = ctx.conf
+        split = ctx.split
+        x, weight, W, y, *rest = ctx.saved_tensors
+        stats, extras = rest[:ctx.n_stats], rest[ctx.n_stats:]
+        N = x.shape[1]
+        want_x, want_w, want_W = ctx.needs_input_grad[:3]
+        g_all = torch.mm(W.t(), gc)  # (candidates, C*N*L_out)
+        cand = torch.empty_like(g_all) if want_W else None  # the candidates, rebuilt for grad W
+        grad_x = grad_weight = None
+        col = 0
+        if weight is not None:
+            if y is None:
+                y = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2)
+            gy = torch.empty_like(y)
+            s = 0
+            for rows, relu in ((slice(0, n_bn_relu), True), (slice(n_bn_relu, n_bn_relu + n_bn), False)):
+                if rows.stop == rows.start:
+                    continue
+                mean, rstd = stats[s], stats[s + 1]
+                s += 2
+                G = (rows.stop - rows.start) // C
+                r = _bn_normalised(y[rows], mean, rstd)
+                if relu:
+                    r = r.clamp_min_(0)  # relu(y) > 0 exactly where y > 0: enough for the ReLU backward
+                if want_W:
+                    cand[col:col + G] = r.view(G, -1)
+                g = g_all[col:col + G].view_as(r)
+                if relu:
+                    g = torch.ops.aten.threshold_backward(g, r, 0)
+                gy[rows] = _bn_backward(g, y[rows], mean, rstd)
+                col += G
+            grad_x, grad_weight = _conv_backward(gy, x, weight, kmax, blocks, stride, kmax // 2, split,
+                                                 want_x, want_w, tap_mask)
+        grad_extras = []
+        for e in extras:
+            if want_W:
+                cand[col] = e.reshape(-1)
+            grad_extras.append(g_all[col].view_as(e))
+            col += 1
+        for kind in shared:
+            out = x if kind == 'skip' else pool3_forward(x, kind, stride)
+            if want_W:
+                cand[col] = out.reshape(-1)
+            if want_x:
+                g = g_all[col].view_as(out)
+                g = g if kind == 'skip' else pool3_backward(g, x, out, kind, stride)
+                grad_x = g.clone() if grad_x is None else grad_x.add_(g)
+            col += 1
+        grad_W = _valid_gram(gc, cand, C, N, split) if want_W else None
+        return (grad_x, grad_weight, grad_W, None, None, *grad_extras)
+
+
+_SHARED_CODES = {'skip': 0, 'max': 1, 'avg': 2}
+_CODE_TENSORS: dict = {}
+
+
+def _shared_codes(shared: tuple[str, ...]) -> torch.Tensor:
+    if shared not in _CODE_TENSORS:
+        _CODE_TENSORS[shared] = torch.tensor([_SHARED_CODES[k] for k in shared], dtype=torch.long)
+    return _CODE_TENSORS[shared]
+
+
+class _NativeStateBlock(torch.autograd.Function):
+    """:class:`_StateBlock` with its element-wise work in the compiled kernels (:mod:`.native`).
+
+    Forward: the fused conv (PyTorch matmuls), then ``bn_forward`` normalises it in
+    place and ``mix_forward`` applies ReLU, pools and skip and mixes everything into
+    the edges in one loop nest. Backward: ``mix_backward`` yields the alpha gradient,
+    the pool/skip input gradients and the gradient w.r.t. the normalised conv output
+    with its batch-norm sums, ``bn_backward`` finishes the batch norm, and the conv
+    backward runs on matmuls plus the compiled col2im. The normalised conv output is
+    kept under the same size rule as :class:`_StateBlock`. No per-edge extras.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, W, conf, split):
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = conf
+        K = native.kernels()
+        x, W = x.contiguous(), W.contiguous()
+        _, N, L = x.shape
+        halves = _stat_groups(split, N)
+        Lo = (L - 1) // stride + 1
+        R = n_bn_relu + n_bn
+        xh = mean = rstd = cols = None
+        if weight is not None:
+            xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True)
+            mean, rstd = x.new_empty(R * halves), x.new_empty(R * halves)
+            K.call('bn_forward', x.dtype, xh, R, halves, N * Lo // halves, _EPS, mean, rstd)
+        codes = _shared_codes(shared)
+        out = x.new_empty(W.shape[0], C * N * Lo)
+        K.call('mix_forward', x.dtype, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L, Lo,
+               stride, codes, len(shared), out)
+        keep = xh is not None and xh.numel() * xh.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES
+        ctx.save_for_backward(x, weight, W, xh if keep else None, cols if keep else None, mean, rstd, codes)
+        ctx.conf, ctx.split = conf, split
+        return out
+
+    @staticmethod
+    def backward(ctx, gc):
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = ctx.conf
+        split = ctx.split
+        x, weight, W, xh, cols, mean, rstd, codes = ctx.saved_tensors
+        K = native.kernels()
+        want_x, want_w, want_W = ctx.needs_input_grad[:3]
+        gc = gc.contiguous()
+        _, N, L = x.shape
+        halves = _stat_groups(split, N)
+        Lo = (L - 1) // stride + 1
+        R = n_bn_relu + n_bn
+        if weight is not None and xh is None:  # recompute the normalised conv output
+            xh = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2)
+            K.call('bn_apply', x.dtype, xh, R, halves, N * Lo // halves, mean, rstd)
+        gy = x.new_empty(R, N * Lo) if weight is not None else None
+        acc = torch.zeros(2 * R * halves + W.numel(), dtype=torch.float64)  # BN sums, then grad W
+        sums, grad_W = acc[:2 * R * halves], acc[2 * R * halves:].view(W.shape) if want_W else None
+        grad_x = torch.zeros_like(x) if want_x and shared else None
+        K.call('mix_backward', x.dtype, gc, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L,
+               Lo, stride, codes, len(shared), halves, 0 if split is None else split,
+               0 if split is None else split, gy, sums, grad_W, grad_x)
+        grad_weight = None
+        if weight is not None:
+            K.call('bn_backward', x.dtype, gy, xh, R, halves, N * Lo // halves, rstd, sums)
+            grad_x, grad_weight = _conv_backward(gy, x, weight, kmax, blocks, stride, kmax // 2, split,
+                                                 want_x, want_w, tap_mask, grad_x_into=grad_x, patches=cols)
+        return grad_x, grad_weight, None if grad_W is None else grad_W.to(W.dtype), None, None
+
+
+def state_block(x: torch.Tensor, weight: torch.Tensor | None, kmax: int, W: torch.Tensor, blocks, stride: int,
+                n_bn_relu: int, n_bn: int, shared: tuple[str, ...], extras=(), split: int | None = None,
+                channels: int | None = None, tap_mask: torch.Tensor | None = None):
+    """Mixed outputs (E, C*N*L_out) of all outgoing edges of the state x (C, N, L); see :class:`_StateBlock`.
+
+    weight: fused conv weight matrix (C_out, kmax*C) (rows: ``n_bn_relu``
+    conv-candidate rows, then ``n_bn`` factorized-reduce rows) or None; extras: (C, N, L_out) outputs of
+    per-edge modules; shared: ``'skip'``, ``'max'``, ``'avg'`` (W's last columns);
+    channels: channels per candidate (default: those of x); tap_mask: see
+    :func:`_conv_backward`.
+    """
+    conf = (tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), channels or x.shape[0], tap_mask)
+    K = native.kernels()
+    if not extras and K is not None and K.supports(x, W, *([] if weight is None else [weight])):
+        return _NativeStateBlock.apply(x, weight, W, conf, split)
+    return _StateBlock.apply(x, weight, W, conf, split, *extras)
+
+
+def conv_bn_relu_block(seq: nn.Sequential, x: torch.Tensor, split: int | None = None) -> torch.Tensor:
+    """A ConvBNReLU with search BN (no affine terms) on (C, N, L) as ONE state-block node -> (C_out, N, L_out).
+
+    Same result as :func:`conv_bn_relu_cnl`; the conv output is recomputed in backward
+    instead of being kept (cell preprocessing).
+    """
+    conv, bn = seq[0], seq[1]
+    if bn.affine or conv.padding[0] != conv.kernel_size[0] // 2:
+        raise ValueError("conv_bn_relu_block needs 'same' padding and a BN without affine terms")
+    Co, _, k = conv.weight.shape
+    one = x.new_ones(1, 1)
+    out = state_block(x, conv_weight_matrix(conv.weight), k, one, ((0, Co, k),), conv.stride[0], Co, 0, (),
+                      split=split, channels=Co)
+    return out.view(Co, x.shape[1], -1)
