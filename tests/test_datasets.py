@@ -253,7 +253,23 @@ def test_different_column_counts_name_one_file_each(tmp_path):
 
 
 def test_ragged_rows_in_one_file(tmp_path):
-    expect_error(tmp_path, {**GOOD, "classes/a/ragged.csv": "1,2\n3,4,5\n"}, "classes/a/ragged.csv")
+    expect_error(tmp_path, {**GOOD, "classes/a/ragged.csv": "1,2\n3,4,5\n"}, "classes/a/ragged.csv", "line 2")
+    # the line number counts the header too
+    expect_error(tmp_path, {**GOOD, "classes/a/ragged.csv": "x,y\n1,2\n3,4,5\n"}, "ragged.csv", "line 3")
+
+
+def test_header_and_data_field_counts_must_match(tmp_path):
+    # pandas alone would take the surplus first field as a row index and shift every column
+    expect_error(tmp_path, {**GOOD, "classes/a/short.csv": "x,y\n1,2,5\n3,4,6\n"}, "short.csv",
+                 "header names 2 columns (x, y)", "3 fields")
+
+
+def test_a_separator_closing_every_line_is_not_a_column(tmp_path):
+    from tinyml_modelzoo.datasets.readers import read_recording
+    for text in ("x,y\n1,2,\n3,4,\n", "x,y,\n1,2,\n3,4,\n", "x,y,\n1,2\n3,4\n"):
+        path = tmp_path / "trailing.csv"
+        path.write_text(text)
+        np.testing.assert_array_equal(read_recording(path, "trailing.csv"), [[1, 2], [3, 4]])
 
 
 def test_empty_and_binary_text_files(tmp_path):

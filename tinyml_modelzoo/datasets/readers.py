@@ -61,22 +61,39 @@ def _read_text(path: Path, name: str) -> tuple[np.ndarray, int, list[str]]:
     sep = _separator(lines[first])
     fields = _split(lines[first], sep)
     has_header = not all(_NUMBER.match(f) for f in fields if f)
-    try:
-        frame = pd.read_csv(io.StringIO(text), sep=sep, header=0 if has_header else None, dtype=str,
-                            keep_default_na=False, skip_blank_lines=True, skipinitialspace=True,
-                            engine="python" if sep != r"\s+" else "c")
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise UserError(f"{name}: malformed table ({exc}); every row needs the same number of "
-                        f"'{sep}'-separated columns") from None
-    keep = [i for i, c in enumerate(frame.columns) if not (has_header and "time" in str(c).lower())]
-    if not keep:
-        raise UserError(f"{name}: no data columns (only time columns: {list(frame.columns)}); "
-                        "add at least one sensor column")
-    if len(frame) == 0:
-        raise UserError(f"{name}: header but no data rows; remove the file or add samples")
-    columns = [f"{i + 1} ('{frame.columns[i]}')" if has_header else f"{i + 1}" for i in keep]
     header_lines = first + (1 if has_header else 0)
+    body = "\n".join(lines[header_lines:])
+    if not body.strip():
+        raise UserError(f"{name}: header but no data rows; remove the file or add samples")
+    try:  # pandas' C parser: 15x faster than its python one (0.04 vs 0.65 s for 82k rows x 3)
+        frame = pd.read_csv(io.StringIO(body), sep=sep, header=None, dtype=str, keep_default_na=False,
+                            skip_blank_lines=True, skipinitialspace=True, engine="c")
+    except (pd.errors.ParserError, ValueError) as exc:
+        reason = str(exc).replace("Error tokenizing data. C error: ", "").strip()
+        reason = re.sub(r"line (\d+)", lambda m: f"line {int(m.group(1)) + header_lines}", reason)
+        raise UserError(f"{name}: malformed table ({reason}); every row needs the same number of "
+                        f"'{sep}'-separated columns") from None
+    names = _column_names(frame, fields, name) if has_header else list(range(frame.shape[1]))
+    if len(names) < frame.shape[1]:  # a separator closing every line: no column there
+        frame = frame.iloc[:, :len(names)]
+    keep = [i for i, c in enumerate(names) if not (has_header and "time" in str(c).lower())]
+    if not keep:
+        raise UserError(f"{name}: no data columns (only time columns: {names}); add at least one sensor column")
+    columns = [f"{i + 1} ('{names[i]}')" if has_header else f"{i + 1}" for i in keep]
     return _to_float(frame.iloc[:, keep], name, header_lines, columns, sep), header_lines, columns
+
+
+def _column_names(frame: pd.DataFrame, fields: list[str], name: str) -> list[str]:
+    """The header's names for the data columns. A separator closing every line (an empty last
+    header field and/or an empty last data column) is not a column; any other mismatch is an error."""
+    fields = [f.strip('"') for f in fields]
+    if len(fields) > 1 and fields[-1] == "":
+        fields = fields[:-1]
+    trailing = frame.shape[1] == len(fields) + 1 and (frame.iloc[:, -1] == "").all()
+    if frame.shape[1] != len(fields) and not trailing:
+        raise UserError(f"{name}: the header names {len(fields)} columns ({', '.join(fields)}) but the data rows "
+                        f"have {frame.shape[1]} fields; give every column one header name")
+    return fields
 
 
 def _separator(line: str) -> str:
