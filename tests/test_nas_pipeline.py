@@ -104,10 +104,25 @@ def test_arch_learning_rate_scales_with_the_number_of_alpha_updates():
     # 320 series / batch 32 = 10 steps, raised to nas_min_steps_per_epoch (20); 5 of 10 epochs warm up
     assert arch_learning_rate(cfg(nas_epochs=10), 320) == pytest.approx(2.0 / (5 * 20))
     assert arch_learning_rate(cfg(nas_epochs=10), 3200) == pytest.approx(2.0 / (5 * 100))
+    # 32000 / 32 = 1000 steps, cut to nas_max_steps_per_epoch (250)
+    assert arch_learning_rate(cfg(nas_epochs=10), 32000) == pytest.approx(2.0 / (5 * 250))
     assert arch_learning_rate(cfg(nas_epochs=10, nas_warmup_epochs=0), 320) == pytest.approx(2.0 / (10 * 20))
     assert arch_learning_rate(cfg(nas_epochs=50), 32000) == pytest.approx(1e-3)      # floor
     assert arch_learning_rate(cfg(nas_epochs=1), 32) == pytest.approx(3e-2)          # cap
     assert arch_learning_rate(cfg(nas_arch_learning_rate=3e-4), 320) == 3e-4         # the user's value wins
+
+
+def test_search_steps_per_epoch_are_cycled_up_and_cut_down():
+    from tinyml_modelzoo.nas_stage import max_search_steps, search_steps_per_epoch
+
+    def cfg(**training):
+        return config_from_dict({"training": {"nas_enabled": True, "batch_size": 32, **training}}).training
+    assert [search_steps_per_epoch(cfg(), n) for n in (64, 1600, 8000, 32000)] == [20, 50, 250, 250]
+    assert search_steps_per_epoch(cfg(nas_max_steps_per_epoch=None), 32000) == 1000
+    assert search_steps_per_epoch(cfg(nas_max_steps_per_epoch=80), 32000) == 80
+    # a minimum set above the cap wins over the cap
+    assert max_search_steps(cfg(nas_min_steps_per_epoch=300)) == 300
+    assert search_steps_per_epoch(cfg(nas_min_steps_per_epoch=300), 32000) == 300
 
 
 def test_stem_pool_rule_leaves_the_cells_at_most_128_samples():

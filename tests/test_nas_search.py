@@ -345,7 +345,15 @@ def test_min_steps_per_epoch_cycles_a_small_training_split():
     assert samples(plain) == 32 and samples(cycled) == 128
 
 
-@pytest.mark.parametrize('bad', [dict(warmup_epochs=3), dict(warmup_epochs=-1), dict(min_steps_per_epoch=0)])
+def test_max_steps_per_epoch_cuts_a_large_training_split():
+    train, valid = toy_loaders(n=128, batch=16)  # 64 training series: 4 batches per pass
+    cut = search(train, valid, _settings(epochs=2, max_steps_per_epoch=3))
+    samples = [round(r.samples_per_second * r.seconds) for r in cut.history]
+    assert samples == [48, 48]
+
+
+@pytest.mark.parametrize('bad', [dict(warmup_epochs=3), dict(warmup_epochs=-1), dict(min_steps_per_epoch=0),
+                                 dict(min_steps_per_epoch=5, max_steps_per_epoch=4)])
 def test_search_settings_reject_bad_warmup_and_steps(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         _settings(epochs=3, **bad)

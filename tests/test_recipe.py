@@ -28,8 +28,10 @@ def test_batch_size_empty_uses_the_rule_and_a_number_wins():
 
 # ---------------------------------------------------------------- epochs
 
-@pytest.mark.parametrize("num_train, expected", [(27, 200), (151, 200), (198, 200), (768, 52), (5000, 20)])
-def test_auto_epochs_see_about_40k_examples_clipped_to_20_200(num_train, expected):
+@pytest.mark.parametrize("num_train, expected", [(27, 200), (151, 200), (198, 200), (768, 52), (5000, 20),
+                                                  (14_310, 20), (20_000, 16), (200_000, 4)])
+def test_auto_epochs_see_about_40k_examples_clipped_to_20_200_or_1600_steps(num_train, expected):
+    # above ~16000 examples (batch 64) the lower bound is 5000 steps, at least 4 epochs
     assert training_epochs(TrainingConfig(), num_train) == expected
 
 

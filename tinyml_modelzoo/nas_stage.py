@@ -56,6 +56,21 @@ def search_batch_size(cfg: TrainingConfig, num_train: int) -> int:
     return cfg.nas_batch_size or batch_size(cfg, num_train)
 
 
+def max_search_steps(cfg: TrainingConfig) -> int | None:
+    """``nas_max_steps_per_epoch`` (None: whole passes); a ``nas_min_steps_per_epoch`` set higher wins."""
+    if not cfg.nas_max_steps_per_epoch:
+        return None
+    return max(cfg.nas_max_steps_per_epoch, cfg.nas_min_steps_per_epoch)
+
+
+def search_steps_per_epoch(cfg: TrainingConfig, num_train: int) -> int:
+    """Steps of one search epoch: a pass over the training split, cycled up to ``nas_min_steps_per_epoch``
+    and cut at ``nas_max_steps_per_epoch``."""
+    steps = max(steps_per_epoch(num_train, search_batch_size(cfg, num_train)), cfg.nas_min_steps_per_epoch)
+    cap = max_search_steps(cfg)
+    return min(steps, cap) if cap else steps
+
+
 def warmup_epochs(cfg: TrainingConfig) -> int:
     """``nas_warmup_epochs``, else half of the search (at least one epoch updates the alphas)."""
     warmup = cfg.nas_warmup_epochs if cfg.nas_warmup_epochs is not None else cfg.nas_epochs // 2
@@ -69,7 +84,7 @@ def arch_learning_rate(cfg: TrainingConfig, num_train: int) -> float:
     the search can move them by ~2 logits."""
     if cfg.nas_arch_learning_rate is not None:
         return cfg.nas_arch_learning_rate
-    steps = max(steps_per_epoch(num_train, search_batch_size(cfg, num_train)), cfg.nas_min_steps_per_epoch)
+    steps = search_steps_per_epoch(cfg, num_train)
     updates = (cfg.nas_epochs - warmup_epochs(cfg)) * steps
     return min(3e-2, max(1e-3, 2.0 / updates))
 
@@ -114,6 +129,7 @@ def darts_settings(features, cfg: TrainingConfig, seed: int, device: DeviceInfo)
         stem_pool=stem_pool(cfg, features),
         primitives=tuple(PRIMITIVES_CNN_NPU if device.has_npu else PRIMITIVES_CNN), epochs=cfg.nas_epochs,
         warmup_epochs=warmup_epochs(cfg), min_steps_per_epoch=cfg.nas_min_steps_per_epoch,
+        max_steps_per_epoch=max_search_steps(cfg),
         arch_learning_rate=arch_learning_rate(cfg, len(features.y_train)),
         unrolled=cfg.nas_unrolled, optimization_mode=cfg.nas_optimization_mode,
         penalty_weight=cfg.nas_penalty_weight if cfg.nas_penalty_weight is not None else DEFAULT_PENALTY_WEIGHT,

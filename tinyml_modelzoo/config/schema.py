@@ -87,7 +87,8 @@ class TrainingConfig:
     model_name: str = opt("CLS_1k_NPU", "Zoo model name, 'auto' (multi-trial NAS) or 'NAS_result'.")
     model_spec_path: Optional[str] = opt(None, "best_model_spec.yaml to retrain with model_name 'NAS_result'.")
     training_epochs: Optional[int] = opt(None, "Epochs of training; empty (default): 40000 // training "
-                                         "examples, at least 20 and at most 200 (tens of recordings: 200).", min=1)
+                                         "examples, at least 20 and at most 200 (tens of recordings: 200); above "
+                                         "~16000 examples at least 5000 steps and 4 epochs instead of 20.", min=1)
     batch_size: Optional[int] = opt(None, "Mini-batch size; empty (default): clip(training examples // 8, 8, 64), "
                                     "about 8 steps per epoch (tens of recordings need small batches).", min=1)
     learning_rate: float = opt(0.01, "Initial learning rate.", min=0)
@@ -120,6 +121,10 @@ class TrainingConfig:
     nas_min_steps_per_epoch: int = opt(20, "A search epoch is one pass over the training split or, when that is "
                                        "fewer batches, this many (the data is reshuffled and cycled): a few "
                                        "dozen recordings otherwise give the supernet 1-3 steps per epoch.", min=1)
+    nas_max_steps_per_epoch: Optional[int] = opt(250, "A search epoch ends after this many steps (each epoch a "
+                                                 "fresh random part of the training split), so the search time "
+                                                 "stops growing above ~16000 windows. Empty: whole passes.",
+                                                 min=1)
     nas_optimization_mode: str = opt("Memory", "What the search penalises.", choices=("Memory", "Compute"))
     nas_model_size: Optional[str] = opt(None, "DARTS preset (rows of the preset table).", choices=NAS_PRESETS)
     nas_nodes_per_layer: Optional[int] = opt(None, "Nodes per cell.", min=1)

@@ -43,6 +43,7 @@ class SearchSettings:
     epochs: int = 10
     warmup_epochs: int = 0  # first epochs train the weights only (alphas frozen)
     min_steps_per_epoch: int = 1  # small training sets: an epoch cycles the data until this many steps
+    max_steps_per_epoch: Optional[int] = None  # large training sets: an epoch ends after this many steps
     lr: float = 0.025
     lr_min: float = 0.001
     momentum: float = 0.9
@@ -85,6 +86,9 @@ class SearchSettings:
                              f"(epochs={self.epochs}); the alphas must learn in at least one epoch")
         if self.min_steps_per_epoch < 1:
             raise ValueError(f"min_steps_per_epoch: got {self.min_steps_per_epoch}; expected >= 1")
+        if self.max_steps_per_epoch is not None and self.max_steps_per_epoch < self.min_steps_per_epoch:
+            raise ValueError(f"max_steps_per_epoch: got {self.max_steps_per_epoch}; expected None or >= "
+                             f"min_steps_per_epoch={self.min_steps_per_epoch}")
         if self.partial_channels < 1 or self.init_channels % self.partial_channels:
             raise ValueError(f"partial_channels: got {self.partial_channels}; expected a divisor of "
                              f"init_channels={self.init_channels} (1 = off)")
@@ -257,13 +261,16 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
     return dataclasses.replace(result, update_scheme=scheme)
 
 
-def _epoch_batches(train: BatchSource, gen: torch.Generator, min_steps: int):
-    """One pass over the training data, repeated (reshuffled) until ``min_steps`` batches were given."""
+def _epoch_batches(train: BatchSource, gen: torch.Generator, min_steps: int, max_steps: Optional[int] = None):
+    """One pass over the training data, repeated (reshuffled) until ``min_steps`` batches were given,
+    cut after ``max_steps`` batches (a large set then shows each epoch a fresh random part of itself)."""
     steps = 0
     while True:
         for batch in train.batches(gen):
             steps += 1
             yield batch
+            if max_steps is not None and steps >= max_steps:
+                return
         if steps >= min_steps or steps == 0:
             return
 
@@ -275,7 +282,7 @@ def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target,
     joint = _use_joint_passes(model, settings, train)
     stream = SampleStream(valid, gen) if valid.in_memory else None
     valid_iter = None if stream else valid.batches(gen)
-    for x, y in _epoch_batches(train, gen, settings.min_steps_per_epoch):
+    for x, y in _epoch_batches(train, gen, settings.min_steps_per_epoch, settings.max_steps_per_epoch):
         if stream is not None:
             xv, yv = stream.take(len(x))
         else:
@@ -384,7 +391,8 @@ def settings_from_args(args) -> SearchSettings:
               arch_weight_decay=float(get('arch_weight_decay', 1e-3)), unrolled=bool(get('unrolled', False)),
               optimization_mode=mode, seed=int(get('seed', 0)), device=device)
     for name in ('penalty_weight', 'target_params', 'target_macs', 'beta_decay', 'primitives', 'lr_min',
-                 'joint_passes', 'partial_channels', 'warmup_epochs', 'min_steps_per_epoch', 'stem_pool',
+                 'joint_passes', 'partial_channels', 'warmup_epochs', 'min_steps_per_epoch', 'max_steps_per_epoch',
+                 'stem_pool',
                  'budget_rate', 'budget_quadratic'):
         if getattr(args, name, None) is not None:
             kw[name] = tuple(args.primitives) if name == 'primitives' else getattr(args, name)
