@@ -121,6 +121,19 @@ def test_fftbin_averages_bins_and_concatenates_frames():
     np.testing.assert_allclose(x[0, 0, 16:32], 20 * np.log10(spectrum + 1e-12), rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("name", ["Generic_256Input_FFTBIN_16Feature_4Frame", "Generic_64Input_RAW_64Feature_1Frame"])
+def test_features_transformed_in_chunks_equal_one_pass(monkeypatch, name):
+    import tinyml_modelzoo.features.extract as extract
+    cfg = FeatureConfig(feature_extraction_name=name, frame_normalization="normalize", frame_normalization_keep_raw=True)
+    splits = splits_of([(k % 2, noise(300 + 37 * k, 2, seed=k)) for k in range(5)])
+    whole = extract_features(splits, cfg)
+    monkeypatch.setattr(extract, "CHUNK_VALUES", 3 * whole.x_train[0].size)  # chunks cut across recordings
+    chunked = extract_features(splits, cfg)
+    assert len(whole.x_train) > 6
+    np.testing.assert_array_equal(chunked.x_train, whole.x_train)
+    assert chunked.ids_train == whole.ids_train and chunked.y_train.tolist() == whole.y_train.tolist()
+
+
 def test_raw_downsampling_frame_skip_scale_and_ids():
     data = np.arange(64, dtype=float)[:, None] * np.array([1.0, -1.0, 5.0])
     cfg = FeatureConfig(feature_extraction_name="Custom_raw", feat_ext_transform=["RAW_FE", "CONCAT"], frame_size=8,
