@@ -83,6 +83,10 @@ def test_ptq_predictions_close_to_float(trained):
     assert logits.dtype == np.float32
     assert (logits.argmax(1) == float_pred).mean() >= 0.95
     assert np.abs(logits - model(x).detach().numpy()).max() < 0.5 * np.abs(model(x).detach().numpy()).max()
+    # batches of any size give the same integers as one run over everything
+    whole = q.run_int8(q.quantize_input(x.numpy()))
+    np.testing.assert_array_equal(q.predict(x.numpy(), batch_size=7), logits)
+    np.testing.assert_array_equal(logits, (whole * 2.0 ** -q.output_frac).astype(np.float32))
 
 
 def test_qat_fine_tune_keeps_accuracy(trained):
