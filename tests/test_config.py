@@ -72,6 +72,15 @@ def test_invalid_yaml_names_line(tmp_path):
     assert "not valid YAML" in text and "line" in text
 
 
+def test_a_key_given_twice_is_refused_not_silently_overwritten(tmp_path):
+    text = problems(tmp_path, "training:\n  nas_epochs: 4\n  batch_size: 8\n  nas_epochs: 10\n")
+    assert "line 4" in text and "'nas_epochs' appears twice" in text and "first on line 2" in text
+    # the same key in two sections, and a YAML merge key overridden in place, are fine
+    cfg = load_config(write(tmp_path, "common:\n  <<: {seed: 3}\n  seed: 5\ntraining:\n  enable: true\n"
+                                      "testing:\n  enable: true\n"))
+    assert cfg.common.seed == 5 and cfg.training.enable and cfg.testing.enable
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(UserError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
