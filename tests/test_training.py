@@ -135,3 +135,32 @@ def test_fit_leaves_batchnorm_statistics_of_the_clean_data_not_of_the_noisy_batc
         assert float(model[0].running_var) == pytest.approx(clean_var, rel=1e-4)
     else:  # the running average saw noise of std 2: variance about 1 + 4
         assert float(model[0].running_var) > 3 * clean_var
+
+
+def test_mixup_blends_each_example_with_a_partner_and_keeps_the_original_dominant():
+    from tinyml_torchmodelopt.train import _mixup
+    x = torch.arange(4, dtype=torch.float32).view(4, 1, 1).expand(4, 1, 3).contiguous()
+    y = torch.tensor([0, 1, 2, 3])
+    mixed, partner_y, lam = _mixup(x, y, 0.3, torch.Generator().manual_seed(0))
+    assert lam == pytest.approx(0.7)  # folded to the original's side
+    expected = 0.7 * x[:, 0, 0] + 0.3 * partner_y.float()  # x holds its own label as value
+    assert torch.allclose(mixed[:, 0, 0], expected)
+    assert sorted(partner_y.tolist()) == [0, 1, 2, 3]  # a permutation of the batch
+
+
+def test_fit_with_mixup_is_seeded_and_still_learns():
+    from tinyml_torchmodelopt.train import FitSettings, fit
+    torch.manual_seed(0)
+    x = torch.randn(128, 1, 16)
+    y = (x.mean((1, 2)) > 0).long()
+
+    def trained(mixup):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+        fit(model, x, y, x, y, FitSettings(epochs=15, batch_size=16, augment_mixup=mixup, seed=3))
+        return model
+
+    with_mixup = trained(0.4)
+    assert torch.equal(with_mixup[1].weight, trained(0.4)[1].weight)  # same seed, same weights
+    assert not torch.equal(with_mixup[1].weight, trained(0.0)[1].weight)  # mixup changes the batches
+    assert (with_mixup(x).argmax(1) == y).float().mean() > 0.9

@@ -95,5 +95,6 @@ def fit_settings(cfg: TrainingConfig, seed: int, *, time_domain: bool = True, ep
                        learning_rate=cfg.learning_rate, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
                        lr_scheduler=cfg.lr_scheduler, label_smoothing=cfg.label_smoothing,
                        early_stopping_patience=cfg.early_stopping_patience if early_stopping else None,
-                       augment_shift=shift, augment_noise=cfg.augment_noise, precise_batchnorm=cfg.precise_batchnorm,
+                       augment_shift=shift, augment_noise=cfg.augment_noise,
+                       augment_mixup=cfg.augment_mixup, precise_batchnorm=cfg.precise_batchnorm,
                        seed=seed, device=select_device(cfg))

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +30,7 @@ class FitSettings:
     early_stopping_patience: Optional[int] = None
     augment_shift: float = 0.0        # max random circular shift, as a fraction of L
     augment_noise: float = 0.0        # std of additive Gaussian noise (features are standardised)
+    augment_mixup: float = 0.0        # mixup Beta(a, a) parameter; 0 = off (see _mixup)
     grad_clip: float = 5.0
     precise_batchnorm: bool = True    # recompute BN statistics on the clean training data after training
     seed: int = 0
@@ -141,6 +143,18 @@ def _augment(xb: torch.Tensor, settings: FitSettings, generator: torch.Generator
     return xb
 
 
+def _mixup(xb: torch.Tensor, yb: torch.Tensor, lam: float, generator: torch.Generator):
+    """Mixup (Zhang et al., 2018): each example of the batch blended with a random partner.
+
+    ``lam`` (folded to >= 0.5 so the original example dominates and its label counts
+    for the training accuracy) weighs the original; returns the blended inputs and
+    the partner labels.
+    """
+    lam = max(lam, 1.0 - lam)
+    partner = torch.randperm(len(xb), generator=generator).to(xb.device)
+    return lam * xb + (1.0 - lam) * xb[partner], yb[partner], lam
+
+
 def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: torch.Tensor,
         y_val: torch.Tensor, settings: FitSettings,
         on_epoch: Optional[Callable[[EpochRecord], None]] = None) -> FitResult:
@@ -157,6 +171,7 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
     x_train, y_train = x_train.to(device), y_train.to(device)
     x_val, y_val = x_val.to(device), y_val.to(device)
     generator = torch.Generator().manual_seed(settings.seed)
+    mix_rng = np.random.default_rng(settings.seed)  # torch's Beta sampler takes no generator
     # BatchNorm cannot normalise a batch of one sample: fold a lone last sample away.
     steps = max(1, len(x_train) // settings.batch_size if len(x_train) % settings.batch_size == 1
                 else math.ceil(len(x_train) / settings.batch_size))
@@ -176,8 +191,14 @@ def fit(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor, x_val: t
             if step == steps - 1:
                 idx = order[step * settings.batch_size:]
             xb, yb = _augment(x_train[idx], settings, generator), y_train[idx]
-            logits = model(xb)
-            loss = criterion(logits, yb)
+            if settings.augment_mixup > 0 and len(idx) > 1:
+                lam = float(mix_rng.beta(settings.augment_mixup, settings.augment_mixup))
+                xb, partner_yb, lam = _mixup(xb, yb, lam, generator)
+                logits = model(xb)
+                loss = lam * criterion(logits, yb) + (1.0 - lam) * criterion(logits, partner_yb)
+            else:
+                logits = model(xb)
+                loss = criterion(logits, yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)

@@ -107,6 +107,9 @@ class TrainingConfig:
                                "initial weights on train + val and keep the last epoch (more data for small sets; "
                                "the reported validation accuracy is then that of the selection run).")
     augment_noise: float = opt(0.1, "Std of Gaussian noise added to (standardised) inputs during training.", min=0)
+    augment_mixup: float = opt(0.0, "Mixup: each training example is blended with a random other one of its batch "
+                               "(weight drawn from Beta(a, a), the loss blended alike); a is this value, 0 = off. "
+                               "0.2 is a common choice for small noisy sets.", min=0, max=10)
     precise_batchnorm: bool = opt(True, "After training, recompute the batch-norm statistics of the kept weights "
                                   "in one pass over the clean (not augmented) training data, instead of keeping "
                                   "the running averages of the last augmented batches (UCR suite, DARTS: mean "
