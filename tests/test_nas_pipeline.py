@@ -39,6 +39,23 @@ def test_preset_s_searches_in_budget_mode_unless_the_config_says_otherwise():
     assert settings(nas_model_size="m").target_params is None
 
 
+def test_default_budget_grows_by_one_classifier_row_per_class_beyond_ten():
+    from tinyml_torchmodelopt.nas.train_cnn_search import build_final_model
+    from tinyml_torchmodelopt.nas.genotypes import Genotype_CNN
+    cfg = config_from_dict({"training": {"nas_enabled": True}}).training
+
+    def settings(num_classes):
+        features = SimpleNamespace(**{**vars(FEATURES), "num_classes": num_classes})
+        return darts_settings(features, cfg, 0, get_device("F28P55"))
+    assert settings(10).target_params == 4000 == settings(2).target_params
+    many = settings(40)
+    genes = [("skip_connect", 0), ("skip_connect", 1)] * many.nodes_per_layer
+    concat = list(range(2, 2 + many.nodes_per_layer))
+    model = build_final_model(many, Genotype_CNN(genes, concat, genes, concat))
+    head = model.classifier[-1]
+    assert many.target_params == 4000 + 30 * (head.in_features + 1)  # the real classifier row: 64 weights + bias
+
+
 def test_custom_keys_override_the_preset():
     cfg = config_from_dict({"training": {"nas_enabled": True, "nas_model_size": "l", "nas_layers": 5,
                                          "nas_fanout_concat": 2}}).training

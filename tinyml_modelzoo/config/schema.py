@@ -139,8 +139,10 @@ class TrainingConfig:
     nas_penalty_weight: Optional[float] = opt(None, "Weight of the Memory/Compute penalty (default 0.5; setting it "
                                               "turns the preset-s default budget off).", min=0)
     nas_target_params: Optional[int] = opt(None, "Budget mode: aim the found model at this many parameters "
-                                           "(default: 4000 for preset s when no penalty weight or MAC target is "
-                                           "set; other presets use the penalty weight).", min=1)
+                                           "(default for preset s when no penalty weight or MAC target is set: "
+                                           "4000, plus one classifier row per class beyond 10, so that many "
+                                           "classes do not starve the feature layers; other presets use the "
+                                           "penalty weight).", min=1)
     nas_target_macs: Optional[int] = opt(None, "Budget mode: aim the found model at this many MACs.", min=1)
     nas_beta_decay: Optional[float] = opt(None, "beta-DARTS regularisation weight against search collapse.", min=0)
     nas_partial_channels: int = opt(1, "PC-DARTS partial channels K: only 1/K of each edge's channels go through the "
