@@ -169,3 +169,18 @@ def test_darts_with_a_stem_pool_compiles_bit_exact_and_retrains_from_its_spec(tm
     from tinyml_modelzoo.model_specs import build_from_spec_dict
     model = build_from_spec_dict(spec, 1, 256, 4)
     assert model.stem[-1].kernel_size == 2 and summary["model"]["params"] == spec["metrics"]["params"]
+
+
+def test_inputs_too_short_for_the_npu_pool_are_refused_before_searching():
+    from tinyml_modelzoo.errors import UserError
+    from tinyml_modelzoo.nas_stage import check_pooled_length, pooled_length
+    cfg = config_from_dict({"training": {"nas_enabled": True}}).training
+
+    def settings(length, device):
+        features = SimpleNamespace(**{**vars(FEATURES), "in_length": length})
+        return darts_settings(features, cfg, 0, get_device(device))
+    assert pooled_length(settings(9, "F28P55"), 9) == 3 and pooled_length(settings(8, "F28P55"), 8) == 2
+    check_pooled_length(settings(9, "F28P55"), 9, get_device("F28P55"))
+    check_pooled_length(settings(8, "F2837"), 8, get_device("F2837"))  # no NPU: no pool rule
+    with pytest.raises(UserError, match="inputs of 8 samples .* at least 9 samples"):
+        check_pooled_length(settings(8, "F28P55"), 8, get_device("F28P55"))

@@ -20,13 +20,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from tinyml_torchmodelopt.nas.genotypes import PRIMITIVES_CNN, PRIMITIVES_CNN_NPU, genotype_to_dict
+from tinyml_torchmodelopt.nas.genotypes import PRIMITIVES_CNN, PRIMITIVES_CNN_NPU, Genotype_CNN, genotype_to_dict
 from tinyml_torchmodelopt.nas.train_cnn_search import (EpochRecord, SearchResult, SearchSettings,
                                                         build_final_model, search)
 
 from .config.presets import DARTS_CUSTOM_KEYS, DARTS_PRESETS, DEFAULT_DARTS_PRESET
 from .config.schema import CommonConfig, TrainingConfig
 from .devices import DeviceInfo, estimate_latency_us
+from .errors import UserError
 from .model_specs import write_spec_file
 from .plots import plot_alpha_evolution, plot_darts_pareto
 from .progress import progress
@@ -154,6 +155,39 @@ def darts_settings(features, cfg: TrainingConfig, seed: int, device: DeviceInfo)
         device="cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu")
 
 
+def pooled_length(settings: SearchSettings, in_length: int) -> int:
+    """Samples the classifier's global average pool will see: the length after the stem pool and
+    the two reduction cells, measured on the network the search derives from (every genotype of
+    these settings has the same lengths)."""
+    genes = [("skip_connect", 0), ("skip_connect", 1)] * settings.nodes_per_layer
+    concat = list(range(2, 2 + settings.nodes_per_layer))
+    model = build_final_model(settings, Genotype_CNN(genes, concat, genes, concat)).eval()
+    seen = []
+    hook = model.classifier.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].shape[-1]))
+    with torch.no_grad():
+        model(torch.zeros(1, settings.in_channels, in_length))
+    hook.remove()
+    return int(seen[0])
+
+
+def check_pooled_length(settings: SearchSettings, in_length: int, device: DeviceInfo) -> None:
+    """Refuse, before searching, inputs so short that every found model would fail the NPU's
+    global-average-pool rule (the run would otherwise search and train, then stop at compilation)."""
+    if not device.has_npu or device.npu_rules is None:
+        return
+    least = device.npu_rules.gap_min_length
+    length = pooled_length(settings, in_length)
+    if length >= least:
+        return
+    shortest = next(n for n in range(in_length, 64 * in_length + 64) if pooled_length(settings, n) >= least)
+    pool = f" and nas_stem_pool {settings.stem_pool}" if settings.stem_pool > 1 else ""
+    raise UserError(f"training.nas_enabled: inputs of {in_length} samples leave the {device.name} NPU's global "
+                    f"average pool {length} sample(s) after the stem{pool} and the two reduction cells; it needs "
+                    f">= {least}. Use frames of at least {shortest} samples (data_processing_feature_extraction."
+                    f"feature_extraction_name){', or a smaller nas_stem_pool' if pool else ''}, or a target_device "
+                    f"without an NPU")
+
+
 def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> DataLoader:
     dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     return DataLoader(dataset, batch_size=batch_size, shuffle=True,
@@ -163,8 +197,8 @@ def _loader(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> DataLoa
 def run_darts(features, cfg: TrainingConfig, common: CommonConfig, device: DeviceInfo, out_dir: Path) -> DartsResult:
     """Search, write ``NAS/`` and return the untrained final network with its spec."""
     settings = darts_settings(features, cfg, common.seed, device)
+    check_pooled_length(settings, features.in_length, device)
     if len(features.y_val) == 0:
-        from .errors import UserError
         raise UserError("DARTS needs a validation split to learn architecture weights; "
                         "give dataset.split_factor a validation share > 0 (e.g. [0.6, 0.2, 0.2])")
     batch = search_batch_size(cfg, len(features.y_train))
