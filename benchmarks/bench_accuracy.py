@@ -36,13 +36,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import odd_datasets  # noqa: E402
 import sensor_datasets  # noqa: E402
 import ucr_datasets  # noqa: E402
 
 # suite name -> (dataset specs with .feature_extraction_name, write_dataset(name, root, seed))
 SUITES = {"sensor": (sensor_datasets.DATASETS, sensor_datasets.write_dataset),
-          "ucr": (ucr_datasets.DATASETS, ucr_datasets.write_dataset)}
-DATASETS = {**sensor_datasets.DATASETS, **ucr_datasets.DATASETS}
+          "ucr": (ucr_datasets.DATASETS, ucr_datasets.write_dataset),
+          "odd": (odd_datasets.DATASETS, odd_datasets.write_dataset)}
+DATASETS = {**sensor_datasets.DATASETS, **ucr_datasets.DATASETS, **odd_datasets.DATASETS}
 
 
 def write_dataset(name: str, root: Path, seed: int) -> Path:

@@ -467,9 +467,13 @@ def generate(name: str, seed: int = 0) -> tuple[list[str], list[Recording]]:
 
 def write_dataset(name: str, root: Path, seed: int = 0) -> Path:
     """Write ``root/name/classes/<class>/<class>_<i>.csv`` (time column + channels); return ``root/name``."""
-    spec = DATASETS[name]
-    classes, recs = generate(name, seed)
-    out = Path(root) / name
+    return write_spec(DATASETS[name], root, seed)
+
+
+def write_spec(spec: DatasetSpec, root: Path, seed: int = 0) -> Path:
+    """:func:`write_dataset` for any ``DatasetSpec`` (also those of ``odd_datasets.py``)."""
+    _, recs = spec.make(seed)
+    out = Path(root) / spec.name
     counters: dict[str, int] = {}
     for cls, x, fs in recs:
         i = counters.get(cls, 0)

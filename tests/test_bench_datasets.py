@@ -107,3 +107,20 @@ def test_ucr_ts_parser_and_writer_give_the_ti_folder_format(tmp_path):
     splits = load_dataset(cfg.dataset, 0, tmp_path, None)
     assert splits.class_names == ("class_a", "class_b") and len(splits.test) == 3
     assert splits.test[0].data.shape == (3, 2)
+
+
+def test_odd_suite_generators_give_the_shapes_they_promise(tmp_path):
+    import odd_datasets
+    sizes = {"many_shapes": (40, 400, (128, 1)), "many_sines": (40, 400, (128, 1)),
+             "slow_imbalanced": (3, 155, (128, 2)), "long_multichannel": (3, 45, (3000, 12))}
+    for name, (n_classes, n_recordings, shape) in sizes.items():
+        classes, recs = odd_datasets.generate(name, seed=1)
+        _, again = odd_datasets.generate(name, seed=1)
+        assert len(classes) == n_classes and len(recs) == n_recordings
+        assert {x.shape for _, x, _ in recs} == {shape}
+        assert all(np.array_equal(a[1], b[1]) for a, b in zip(recs, again))
+    _, recs = odd_datasets.generate("slow_imbalanced", seed=0)
+    assert [sum(c == k for c, _, _ in recs) for k in ("common", "rare", "very_rare")] == [120, 30, 5]
+    root = odd_datasets.write_dataset("slow_imbalanced", tmp_path, seed=0)
+    assert sorted(p.name for p in (root / "classes").iterdir()) == ["common", "rare", "very_rare"]
+    assert len(list((root / "classes" / "very_rare").glob("*.csv"))) == 5
