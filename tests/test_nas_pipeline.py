@@ -184,3 +184,13 @@ def test_inputs_too_short_for_the_npu_pool_are_refused_before_searching():
     check_pooled_length(settings(8, "F2837"), 8, get_device("F2837"))  # no NPU: no pool rule
     with pytest.raises(UserError, match="inputs of 8 samples .* at least 9 samples"):
         check_pooled_length(settings(8, "F28P55"), 8, get_device("F28P55"))
+
+
+@pytest.mark.parametrize("custom", [{}, {"nas_nodes_per_layer": 3, "nas_fanout_concat": 2},
+                                    {"nas_model_size": "m", "nas_fanout_concat": 3}])
+def test_length_and_budget_checks_build_the_skeleton_of_any_custom_cell(custom):
+    from tinyml_modelzoo.nas_stage import check_pooled_length, pooled_length
+    cfg = config_from_dict({"training": {"nas_enabled": True, **custom}}).training
+    settings = darts_settings(FEATURES, cfg, 0, get_device("F28P55"))
+    assert pooled_length(settings, 64) == 16
+    check_pooled_length(settings, 64, get_device("F28P55"))

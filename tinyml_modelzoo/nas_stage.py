@@ -10,6 +10,7 @@ so ``--resume`` continues it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass
@@ -135,11 +136,7 @@ def darts_settings(features, cfg: TrainingConfig, seed: int, device: DeviceInfo)
         # NPU convs need channel counts in multiples of 4; C multiple of 4 makes every
         # cell (C, 2C, 4C, multiplier*C) and the stem (stem_multiplier*C) comply.
         channels = round_up(channels, 4)
-    target_params = cfg.nas_target_params
-    if target_params is None and cfg.nas_target_macs is None and cfg.nas_penalty_weight is None:
-        target_params = default_target_params(cfg.nas_model_size or DEFAULT_DARTS_PRESET, features.num_classes,
-                                              head_inputs=values["fanout_concat"] * channels * 4)
-    return SearchSettings(
+    settings = SearchSettings(
         num_classes=features.num_classes, init_channels=channels, layers=values["layers"],
         in_channels=features.in_channels, with_input_batchnorm=True, nodes_per_layer=values["nodes_per_layer"],
         multiplier=values["fanout_concat"], stem_multiplier=values["init_channel_multiplier"],
@@ -150,18 +147,28 @@ def darts_settings(features, cfg: TrainingConfig, seed: int, device: DeviceInfo)
         arch_learning_rate=arch_learning_rate(cfg, len(features.y_train)),
         unrolled=cfg.nas_unrolled, optimization_mode=cfg.nas_optimization_mode,
         penalty_weight=cfg.nas_penalty_weight if cfg.nas_penalty_weight is not None else DEFAULT_PENALTY_WEIGHT,
-        target_params=target_params, target_macs=cfg.nas_target_macs,
+        target_params=cfg.nas_target_params, target_macs=cfg.nas_target_macs,
         beta_decay=cfg.nas_beta_decay or 0.0, partial_channels=cfg.nas_partial_channels, seed=seed,
         device="cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu")
+    if cfg.nas_target_params is None and cfg.nas_target_macs is None and cfg.nas_penalty_weight is None:
+        head_inputs = _skeleton(settings).classifier[-1].in_features
+        target = default_target_params(cfg.nas_model_size or DEFAULT_DARTS_PRESET, features.num_classes, head_inputs)
+        settings = dataclasses.replace(settings, target_params=target)
+    return settings
+
+
+def _skeleton(settings: SearchSettings) -> nn.Module:
+    """A final network of these settings (skips only): every genotype has its lengths and head."""
+    genes = [("skip_connect", 0), ("skip_connect", 1)] * settings.nodes_per_layer
+    last = 2 + settings.nodes_per_layer
+    concat = list(range(last - settings.multiplier, last))  # the network concatenates `multiplier` states
+    return build_final_model(settings, Genotype_CNN(genes, concat, genes, concat)).eval()
 
 
 def pooled_length(settings: SearchSettings, in_length: int) -> int:
     """Samples the classifier's global average pool will see: the length after the stem pool and
-    the two reduction cells, measured on the network the search derives from (every genotype of
-    these settings has the same lengths)."""
-    genes = [("skip_connect", 0), ("skip_connect", 1)] * settings.nodes_per_layer
-    concat = list(range(2, 2 + settings.nodes_per_layer))
-    model = build_final_model(settings, Genotype_CNN(genes, concat, genes, concat)).eval()
+    the two reduction cells, measured on the network the search derives from."""
+    model = _skeleton(settings)
     seen = []
     hook = model.classifier.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].shape[-1]))
     with torch.no_grad():
