@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sensor_datasets import DatasetSpec, Recording, _per_class, _rng, write_spec
+from dataset_kit import DatasetSpec, Recording, _per_class, _rng, write_spec
 
 FS = 100.0
 

@@ -18,38 +18,11 @@ and full of nuisance variation (amplitude, phase, speed, drift, sensor noise).
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-Recording = tuple[str, np.ndarray, float]
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """One benchmark dataset: generator, recommended feature extraction and a one-line story."""
-    name: str
-    make: Callable[[int], tuple[list[str], list[Recording]]]
-    feature_extraction_name: str
-    channels: tuple[str, ...]
-    description: str
-
-
-def _rng(seed: int, tag: int, i: int) -> np.random.Generator:
-    return np.random.default_rng([seed, tag, i])
-
-
-def _per_class(classes, n_per_class, tag, seed, one):
-    """Call ``one(rng, class_index)`` n_per_class times per class (deterministic order)."""
-    recs = []
-    for k, cls in enumerate(classes):
-        for j in range(n_per_class):
-            rng = _rng(seed, tag, k * 10_000 + j)
-            x, fs = one(rng, k)
-            recs.append((cls, np.asarray(x, dtype=np.float32), fs))
-    return list(classes), recs
+from dataset_kit import DatasetSpec, Recording, _per_class, _rng, write_spec  # noqa: F401 (re-exported)
 
 
 def _drift(rng, n, scale):
@@ -468,23 +441,6 @@ def generate(name: str, seed: int = 0) -> tuple[list[str], list[Recording]]:
 def write_dataset(name: str, root: Path, seed: int = 0) -> Path:
     """Write ``root/name/classes/<class>/<class>_<i>.csv`` (time column + channels); return ``root/name``."""
     return write_spec(DATASETS[name], root, seed)
-
-
-def write_spec(spec: DatasetSpec, root: Path, seed: int = 0) -> Path:
-    """:func:`write_dataset` for any ``DatasetSpec`` (also those of ``odd_datasets.py``)."""
-    _, recs = spec.make(seed)
-    out = Path(root) / spec.name
-    counters: dict[str, int] = {}
-    for cls, x, fs in recs:
-        i = counters.get(cls, 0)
-        counters[cls] = i + 1
-        folder = out / "classes" / cls
-        folder.mkdir(parents=True, exist_ok=True)
-        t = np.arange(len(x)) / fs
-        table = np.column_stack([t, x])
-        header = ",".join(("time",) + spec.channels)
-        np.savetxt(folder / f"{cls}_{i:03d}.csv", table, delimiter=",", header=header, comments="", fmt="%.6g")
-    return out
 
 
 def main(argv=None):
