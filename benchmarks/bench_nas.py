@@ -47,6 +47,8 @@ def main(argv=None):
                    help='PC-DARTS: 1/K of the channels through the candidate ops (1 = off, the seed algorithm)')
     p.add_argument('--joint', default='auto', choices=['auto', 'on', 'off'],
                    help="first-order: one joint train/valid pass per iteration (auto: by activation size)")
+    p.add_argument('--primitives', nargs='+', default=None,
+                   help='candidate ops (names of OPS; default: the seed list PRIMITIVES_CNN)')
     args = p.parse_args(argv)
     x, y = make_data()
     half = len(x) // 2
@@ -61,7 +63,8 @@ def main(argv=None):
             settings = SearchSettings(num_classes=3, epochs=args.epochs, unrolled=(mode == 'unrolled'),
                                       optimization_mode=None if args.penalty == 'none' else args.penalty,
                                       device=args.device, joint_passes=JOINT[args.joint],
-                                      partial_channels=args.partial_channels, **PRESETS[preset])
+                                      partial_channels=args.partial_channels, **PRESETS[preset],
+                                      **({'primitives': tuple(args.primitives)} if args.primitives else {}))
             result = search(train, valid, settings)
             epochs = result.history[1:] or result.history  # skip warm-up epoch when possible
             sec = sum(r.seconds for r in epochs) / len(epochs)

@@ -19,6 +19,9 @@ from tinyml_torchmodelopt.profile import profile_model
 torch.set_num_threads(1)
 ALL = ['none', 'avg_pool_3x1', 'max_pool_3x1', 'skip_connect', 'conv_bn_relu_3x1', 'conv_bn_relu_5x1',
        'conv_bn_relu_7x1', 'sep_conv_3x1', 'dil_conv_3x1']
+# separable convs join the fused conv (no per-edge modules: the compiled kernels and joint passes apply)
+SEPARABLE = ['none', 'max_pool_3x1', 'skip_connect', 'conv_bn_relu_3x1', 'conv_bn_relu_7x1', 'sep_conv_3x1',
+             'sep_conv_5x1', 'sep_conv_7x1']
 
 
 def toy_loaders(n=64, length=32, batch=16, seed=0, raw=False, four_d=False, channels=1):
@@ -36,7 +39,7 @@ def toy_loaders(n=64, length=32, batch=16, seed=0, raw=False, four_d=False, chan
             DataLoader(ds(slice(half, n)), batch_size=batch))
 
 
-@pytest.mark.parametrize('primitives', [None, ALL])
+@pytest.mark.parametrize('primitives', [None, ALL, SEPARABLE, ['none', 'skip_connect', 'sep_conv_5x1']])
 @pytest.mark.parametrize('keep_conv_output', [True, False])
 def test_fast_supernet_equals_naive_mixture(primitives, keep_conv_output, monkeypatch):
     from tinyml_torchmodelopt.nas import state_block
@@ -222,11 +225,12 @@ def test_fast_supernet_without_convs():
     assert torch.allclose(net(x), net(x, naive=True), atol=1e-10)
 
 
-@pytest.mark.parametrize('reduction_first', [False, True])
-def test_joint_pass_equals_separate_passes(reduction_first):
+@pytest.mark.parametrize('reduction_first,primitives', [(False, None), (True, None), (False, SEPARABLE)])
+def test_joint_pass_equals_separate_passes(reduction_first, primitives):
     """One pass over [train; valid]: each loss as alone, weights learn from train only, alphas from valid only."""
     torch.manual_seed(0)
-    net = SearchNetwork(2, 3, 3 if reduction_first else 4, nodes_per_layer=3, multiplier=2).double()
+    net = SearchNetwork(2, 3, 3 if reduction_first else 4, nodes_per_layer=3, multiplier=2,
+                        primitives=primitives).double()
     with torch.no_grad():
         for a in net.arch_parameters():
             a.normal_()
@@ -290,10 +294,11 @@ def test_joint_passes_are_chosen_by_activation_size():
     assert not _use_joint_passes(net, _settings(unrolled=True, joint_passes=True), source)
 
 
-@pytest.mark.parametrize('partial_channels', [2, 4])
-def test_partial_channel_supernet_equals_naive_mixture(partial_channels):
+@pytest.mark.parametrize('partial_channels,primitives', [(2, None), (4, None), (2, SEPARABLE)])
+def test_partial_channel_supernet_equals_naive_mixture(partial_channels, primitives):
     torch.manual_seed(0)
-    net = SearchNetwork(4, 3, 4, nodes_per_layer=3, multiplier=2, partial_channels=partial_channels).double()
+    net = SearchNetwork(4, 3, 4, nodes_per_layer=3, multiplier=2, partial_channels=partial_channels,
+                        primitives=primitives).double()
     assert [c.Cp for c in net.cells] == [4 // partial_channels, 8 // partial_channels, 16 // partial_channels,
                                          16 // partial_channels]
     with torch.no_grad():

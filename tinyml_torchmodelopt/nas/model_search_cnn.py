@@ -6,8 +6,9 @@ state ``s_j`` that feeds later nodes is ONE autograd node
 (:func:`.state_block.state_block`) that computes all candidates of all its
 outgoing edges and their softmax-weighted sums:
 
-* one conv for every ``conv_bn_relu_k`` op of every outgoing edge (and, for
-  stride-2 states, every factorized-reduce 1x1 conv): the k=3/5/7 kernels are
+* one conv for every ``conv_bn_relu_k`` and ``sep_conv_k`` op of every outgoing
+  edge (a separable conv as the full conv its depthwise and pointwise weights
+  make) and, for stride-2 states, every factorized-reduce 1x1 conv: the k=3/5/7 kernels are
   centred in one 7-tap weight matrix, one im2col patch matrix is shared and
   each kernel size is one matmul on its rows (no MACs on padding taps);
 * activations are kept as (C, N, L) so that convs and the mixing are single
@@ -20,7 +21,7 @@ outgoing edges and their softmax-weighted sums:
 * backward recomputes the conv output from s_j instead of keeping it.
 
 First-order search runs the train and valid batches through ONE joint pass
-(:meth:`SearchNetwork.joint_losses`). Ops outside these families (sep/dil convs)
+(:meth:`SearchNetwork.joint_losses`). Ops outside these families (dilated convs)
 fall back to one module per edge. ``forward(x, naive=True)`` evaluates the same
 weights op by op (the reference DARTS mixture) and is used by the tests to check
 the fast path.
@@ -40,8 +41,8 @@ from .model import make_classifier, make_preprocess, make_stem, reduction_layers
 from .fused_ops import conv_bn_relu_cnl, conv_weight_matrix, linear_split
 from .state_block import conv_bn_relu_block, state_block
 from .expected_cost import cost_tables, expected_edge_cost, extreme_cost, node_offsets, num_edges
-from .operations import CONV_KERNELS, OPS, check_primitives
-from .state_plans import StatePlan, mixing_index, state_plans
+from .operations import CONV_KERNELS, FUSED_CONV_KERNELS, OPS, SEP_CONV_KERNELS, check_primitives
+from .state_plans import StatePlan, conv_candidates, mixing_index, state_plans
 
 
 _SHARED_KIND = {'skip_connect': 'skip', 'max_pool_3x1': 'max', 'avg_pool_3x1': 'avg'}
@@ -52,14 +53,22 @@ class StateCandidates(nn.Module):
 
     Holds the fused conv of the conv candidates and the factorized reduce (kernel
     sizes as blocks of output rows; None when there are none) and the static plan.
+    Full convs and the factorized reduce are rows of one parameter matrix; a
+    separable conv keeps its depthwise (C, k) and pointwise (C, C) weights per edge
+    and enters the fused conv as the full conv they make together
+    (weight[o, c, t] = pointwise[o, c] * depthwise[c, t]): the same output, the same
+    BN + ReLU, one matmul with the other candidates instead of two modules per edge.
     """
     ONE_MATMUL_MAX_CHANNELS = 4
 
-    def __init__(self, C: int, plan: StatePlan, kernels: list[int]):
+    def __init__(self, C: int, plan: StatePlan, convs: list[str]):
         super().__init__()
         self.C, self.stride, self.n_edges = C, plan.stride, plan.n_edges
-        groups = [k for k in kernels for _ in range(plan.n_edges)]
+        full = [FUSED_CONV_KERNELS[p] for p in convs if p not in SEP_CONV_KERNELS]
+        self.sep_kernels = tuple(FUSED_CONV_KERNELS[p] for p in convs if p in SEP_CONV_KERNELS)
+        groups = [k for k in full + list(self.sep_kernels) for _ in range(plan.n_edges)]
         self.n_bn_relu = len(groups) * C
+        self.n_full_rows = len(full) * plan.n_edges * C
         if plan.fused_fr:
             groups += [1] * plan.n_edges
         self.n_bn = len(groups) * C - self.n_bn_relu
@@ -67,21 +76,28 @@ class StateCandidates(nn.Module):
         self.groups = groups
         self.kmax = max(groups, default=0)
         self.weight = None
-        if groups:
-            weight = torch.zeros(len(groups) * C, C, self.kmax)
-            taps = torch.zeros_like(weight)
-            for g, k in enumerate(groups):
+        matrix_groups = [k for g, k in enumerate(groups) if not self._is_sep_group(g)]
+        if matrix_groups:
+            weight = torch.zeros(len(matrix_groups) * C, C, self.kmax)
+            for g, k in enumerate(matrix_groups):
                 lo = self.kmax // 2 - k // 2
                 bound = 1.0 / (C * k) ** 0.5  # nn.Conv1d default init (kaiming_uniform, a=sqrt(5))
                 weight[g * C:(g + 1) * C, :, lo:lo + k].uniform_(-bound, bound)
-                taps[g * C:(g + 1) * C, :, lo:lo + k] = 1
             # stored as the (C_out, kmax*C) matrix of the fused conv (columns: tap, channel); the zero
             # padding taps of smaller kernels are never read and get no gradient, so they stay 0
             self.weight = nn.Parameter(conv_weight_matrix(weight).contiguous())
+        # nn.Conv1d's default init of SepConv's depthwise (fan-in k) and pointwise (fan-in C) convs
+        self.depthwise = nn.ParameterList(
+            nn.Parameter(torch.empty(plan.n_edges, C, k).uniform_(-k ** -0.5, k ** -0.5)) for k in self.sep_kernels)
+        self.pointwise = nn.ParameterList(
+            nn.Parameter(torch.empty(plan.n_edges, C, C).uniform_(-C ** -0.5, C ** -0.5)) for _ in self.sep_kernels)
         self.register_buffer('tap_mask', None, persistent=False)
         if groups and C <= self.ONE_MATMUL_MAX_CHANNELS:
             # few channels: the matmuls are memory-bound, so one matmul over all kmax taps (zero
             # weights on the padding taps, their gradient masked) beats one matmul per kernel size
+            taps = torch.zeros(len(groups) * C, C, self.kmax)
+            for g, k in enumerate(groups):
+                taps[g * C:(g + 1) * C, :, self.kmax // 2 - k // 2:self.kmax // 2 - k // 2 + k] = 1
             self.blocks = ((0, len(groups) * C, self.kmax),)
             self.tap_mask = conv_weight_matrix(taps).contiguous()
         else:
@@ -93,17 +109,39 @@ class StateCandidates(nn.Module):
                     blocks.append((g * C, (g + 1) * C, k))
             self.blocks = tuple(blocks)
 
+    def _is_sep_group(self, g: int) -> bool:
+        return self.n_full_rows // self.C <= g < self.n_bn_relu // self.C
+
+    def separable_weight(self, i: int) -> torch.Tensor:
+        """(edges * C, C, kmax): the full conv of separable candidate ``i`` on every edge (taps centred)."""
+        k = self.sep_kernels[i]
+        weight = self.pointwise[i].unsqueeze(-1) * self.depthwise[i].unsqueeze(1)  # (E, C_out, C_in, k)
+        pad = self.kmax // 2 - k // 2
+        return F.pad(weight, (pad, self.kmax - k - pad)).reshape(-1, self.C, self.kmax)
+
+    def fused_weight(self) -> torch.Tensor | None:
+        """The (C_out, kmax*C) matrix of the fused conv: full convs, separable convs, factorized reduce."""
+        if not self.sep_kernels:
+            return self.weight
+        parts = [conv_weight_matrix(self.separable_weight(i)) for i in range(len(self.sep_kernels))]
+        if self.weight is not None:
+            parts = [self.weight[:self.n_full_rows]] + parts + [self.weight[self.n_full_rows:]]
+        return torch.cat(parts)
+
     def forward(self, x: torch.Tensor, W: torch.Tensor, extras=(), split: int | None = None) -> torch.Tensor:
         """(edges, C*N*L_out) mixed outputs for x (C, N, L) and the mixing matrix W (edges x candidates)."""
-        return state_block(x, self.weight, self.kmax, W.view(self.n_edges, -1), self.blocks, self.stride,
+        return state_block(x, self.fused_weight(), self.kmax, W.view(self.n_edges, -1), self.blocks, self.stride,
                            self.n_bn_relu, self.n_bn, self.shared, extras, split, tap_mask=self.tap_mask)
 
     def group_weight(self, g: int) -> torch.Tensor:
-        """Weight of candidate group g with its real kernel size (for the naive path)."""
+        """Weight of a full-conv or factorized-reduce group g with its real kernel size (for the naive path)."""
+        if self._is_sep_group(g):
+            raise ValueError(f"group {g} is a separable conv: see depthwise / pointwise")
         k = self.groups[g]
         lo = self.kmax // 2 - k // 2
+        row = g * self.C if g * self.C < self.n_full_rows else g * self.C - (self.n_bn_relu - self.n_full_rows)
         w = self.weight.view(-1, self.kmax, self.C).permute(0, 2, 1)
-        return w[g * self.C:(g + 1) * self.C, :, lo:lo + k]
+        return w[row:row + self.C, :, lo:lo + k]
 
 
 
@@ -154,11 +192,11 @@ class SearchCell(nn.Module):
         self.preprocess0, self.preprocess1 = make_preprocess(C_prev_prev, C_prev, C, reduction_prev,
                                                              affine=False)
         self.plans = state_plans(primitives, steps, reduction)
-        self.kernels = [CONV_KERNELS[p] for p in primitives if p in CONV_KERNELS]
+        self.convs = conv_candidates(primitives)
         self.fused = nn.ModuleList()
         self.generic = nn.ModuleList()
         for plan in self.plans:
-            self.fused.append(StateCandidates(self.Cp, plan, self.kernels))
+            self.fused.append(StateCandidates(self.Cp, plan, self.convs))
             self.generic.append(nn.ModuleList(
                 OPS[name](self.Cp, plan.stride, False) for name in plan.generic for _ in range(plan.n_edges)))
         shuffle = _channel_shuffle_index(C, partial_channels) if self.Cp < C else None
@@ -213,7 +251,7 @@ class SearchCell(nn.Module):
         """Reference on (N, C, L) tensors with standard layers, op by op."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         offsets = node_offsets(self.steps)
-        kernels = [p for p in self.primitives if p in CONV_KERNELS]
+        convs = self.convs
         for t in range(self.steps):
             total = 0
             for j in range(t + 2):
@@ -225,8 +263,15 @@ class SearchCell(nn.Module):
                 for o, name in enumerate(self.primitives):
                     if name == 'none':
                         continue  # Zero op: contributes exactly 0
-                    if name in CONV_KERNELS:
-                        g = kernels.index(name) * plan.n_edges + e_local
+                    if name in SEP_CONV_KERNELS:
+                        i = [p for p in convs if p in SEP_CONV_KERNELS].index(name)
+                        k = SEP_CONV_KERNELS[name]
+                        depthwise = fused.depthwise[i][e_local].unsqueeze(1)  # (C, 1, k)
+                        pointwise = fused.pointwise[i][e_local].unsqueeze(-1)  # (C, C, 1)
+                        y = F.conv1d(x, depthwise, stride=plan.stride, padding=k // 2, groups=x.shape[1])
+                        out = F.relu(_bn(F.conv1d(y, pointwise)))
+                    elif name in CONV_KERNELS:
+                        g = convs.index(name) * plan.n_edges + e_local
                         k = CONV_KERNELS[name]
                         out = F.relu(_bn(F.conv1d(x, fused.group_weight(g), stride=plan.stride, padding=k // 2)))
                     elif name == 'skip_connect' and plan.stride == 2:

@@ -83,8 +83,12 @@ OPS: dict[str, OpFactory] = {
     'dil_conv_5x1': lambda C, stride, affine: SepConv(C, 5, stride, dilation=2, affine=affine),
 }
 
-# Primitives that the fast supernet evaluates in batched form (see model_search_cnn).
+# Primitives that the fast supernet evaluates in batched form (see model_search_cnn): full convs, and
+# separable convs (depthwise then pointwise, no nonlinearity between: one conv whose weight is
+# pointwise[o, c] * depthwise[c, t]).
 CONV_KERNELS = {'conv_bn_relu_3x1': 3, 'conv_bn_relu_5x1': 5, 'conv_bn_relu_7x1': 7}
+SEP_CONV_KERNELS = {'sep_conv_3x1': 3, 'sep_conv_5x1': 5, 'sep_conv_7x1': 7}
+FUSED_CONV_KERNELS = {**CONV_KERNELS, **SEP_CONV_KERNELS}
 PARAMETER_FREE = ('none', 'avg_pool_3x1', 'max_pool_3x1', 'skip_connect')
 
 

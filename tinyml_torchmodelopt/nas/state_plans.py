@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from .expected_cost import node_offsets
-from .operations import CONV_KERNELS
+from .operations import CONV_KERNELS, FUSED_CONV_KERNELS, SEP_CONV_KERNELS
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class StatePlan:
     stride: int
     first_target: int
     n_edges: int
-    n_conv: int  # conv kernel groups (len(kernels)) in the fused conv
+    n_conv: int  # conv candidate groups (len(conv_candidates(primitives))) in the fused conv
     fused_fr: bool  # factorized reduce folded into the fused conv
     generic: tuple[str, ...]  # ops evaluated per edge
     shared: tuple[str, ...]  # parameter-free candidates shared by all edges ('skip', 'max', 'avg')
@@ -37,8 +37,13 @@ class StatePlan:
         return self.n_fused + len(self.generic) * self.n_edges + len(self.shared)
 
 
+def conv_candidates(primitives) -> list[str]:
+    """The primitives of the fused conv in row-group order: full convs, then separable convs."""
+    return [p for p in primitives if p in CONV_KERNELS] + [p for p in primitives if p in SEP_CONV_KERNELS]
+
+
 def state_plans(primitives: list[str], steps: int, reduction: bool) -> list[StatePlan]:
-    kernels = [p for p in primitives if p in CONV_KERNELS]
+    kernels = conv_candidates(primitives)
     plans = []
     for j in range(steps + 1):
         stride = 2 if reduction and j < 2 else 1
@@ -51,7 +56,7 @@ def state_plans(primitives: list[str], steps: int, reduction: bool) -> list[Stat
             if p in primitives:
                 shared.append(p)
         generic = tuple(p for p in primitives
-                        if p not in CONV_KERNELS and p not in ('none', 'skip_connect', 'max_pool_3x1',
+                        if p not in FUSED_CONV_KERNELS and p not in ('none', 'skip_connect', 'max_pool_3x1',
                                                                'avg_pool_3x1'))
         plans.append(StatePlan(j, stride, first, steps - first, len(kernels), fr, generic, tuple(shared)))
     return plans
@@ -64,7 +69,7 @@ def mixing_index(primitives: list[str], steps: int, plans: list[StatePlan]):
     """
     n_ops = len(primitives)
     op_index = {p: i for i, p in enumerate(primitives)}
-    kernels = [p for p in primitives if p in CONV_KERNELS]
+    kernels = conv_candidates(primitives)
     offsets = node_offsets(steps)
     dst, src, sizes, base = [], [], [], 0
     for plan in plans:
