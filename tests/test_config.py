@@ -120,3 +120,17 @@ def test_partial_channels_must_divide_the_darts_channels(tmp_path):
     config = load_config(write(tmp_path, {"training": {"nas_enabled": True, "nas_model_size": "l",
                                                        "nas_partial_channels": 4}}))
     assert config.training.nas_partial_channels == 4
+
+
+def test_nas_primitives_are_checked_against_the_ops_and_the_npu(tmp_path):
+    def darts(primitives, device="F28P55"):
+        return {"common": {"target_device": device}, "training": {"nas_enabled": True, "nas_primitives": primitives}}
+    text = problems(tmp_path, darts(["none", "sepconv_3x1"]))
+    assert "training.nas_primitives: unknown ['sepconv_3x1']; choose from" in text and "sep_conv_3x1" in text
+    text = problems(tmp_path, darts(["none", "avg_pool_3x1", "dil_conv_3x1", "conv_bn_relu_3x1"]))
+    assert "['avg_pool_3x1', 'dil_conv_3x1'] cannot run on the F28P55 NPU" in text
+    assert "needs at least one op besides 'none'" in problems(tmp_path, darts(["none"]))
+    assert "listed more than once" in problems(tmp_path, darts(["skip_connect", "skip_connect"]))
+    assert "expected a list" in problems(tmp_path, darts("conv_bn_relu_3x1"))
+    ok = load_config(write(tmp_path, darts(["avg_pool_3x1", "dil_conv_3x1"], device="F2837")))
+    assert ok.training.nas_primitives == ["avg_pool_3x1", "dil_conv_3x1"]

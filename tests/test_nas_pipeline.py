@@ -56,6 +56,12 @@ def test_default_budget_grows_by_one_classifier_row_per_class_beyond_ten():
     assert many.target_params == 4000 + 30 * (head.in_features + 1)  # the real classifier row: 64 weights + bias
 
 
+def test_nas_primitives_reach_the_search():
+    cfg = config_from_dict({"training": {"nas_enabled": True, "nas_primitives": ["skip_connect", "sep_conv_5x1"]}})
+    assert darts_settings(FEATURES, cfg.training, 0, get_device("F28P55")).primitives == ("skip_connect",
+                                                                                          "sep_conv_5x1")
+
+
 def test_custom_keys_override_the_preset():
     cfg = config_from_dict({"training": {"nas_enabled": True, "nas_model_size": "l", "nas_layers": 5,
                                          "nas_fanout_concat": 2}}).training

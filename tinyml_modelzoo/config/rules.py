@@ -87,6 +87,7 @@ def _check_training(config: Config) -> list[str]:
                             f"a cell can concatenate at most its {nodes} nodes")
         if t.nas_target_params and t.nas_target_macs:
             problems.append("training.nas_target_params and nas_target_macs: set one budget, not both")
+        problems += _check_primitives(config, t.nas_primitives)
         channels = _darts_channels(config, t.nas_init_channels or preset.init_channels)
         if t.nas_partial_channels > 1 and channels % t.nas_partial_channels:
             problems.append(f"training.nas_partial_channels: {t.nas_partial_channels} does not divide the "
@@ -95,14 +96,42 @@ def _check_training(config: Config) -> list[str]:
     return problems
 
 
-def _darts_channels(config: Config, channels: int) -> int:
-    """First-cell channels of the DARTS search: NPU targets round them up to a multiple of 4."""
+def _check_primitives(config: Config, primitives) -> list[str]:
+    """``nas_primitives``: names of the OPS table, no repeats, one op besides 'none', NPU-realisable on NPU targets."""
+    if primitives is None:
+        return []
+    from tinyml_torchmodelopt.nas.genotypes import NPU_REALISABLE
+    from tinyml_torchmodelopt.nas.operations import OPS
+    where = "training.nas_primitives"
+    names = [str(p) for p in primitives]
+    unknown = [p for p in names if p not in OPS]
+    if unknown:
+        return [f"{where}: unknown {unknown}; choose from {', '.join(OPS)}"]
+    problems = []
+    repeated = sorted({p for p in names if names.count(p) > 1})
+    if repeated:
+        problems.append(f"{where}: {repeated} listed more than once; list each op once")
+    if not [p for p in names if p != "none"]:
+        problems.append(f"{where}: needs at least one op besides 'none', e.g. conv_bn_relu_3x1")
+    if _target_has_npu(config):
+        outside = [p for p in names if p not in NPU_REALISABLE]
+        if outside:
+            problems.append(f"{where}: {outside} cannot run on the {config.common.target_device} NPU; remove "
+                            f"them (NPU-realisable: {', '.join(p for p in OPS if p in NPU_REALISABLE)})")
+    return problems
+
+
+def _target_has_npu(config: Config) -> bool:
     try:
         from ..devices import get_device
-        npu = get_device(config.common.target_device).has_npu
+        return get_device(config.common.target_device).has_npu
     except (ImportError, KeyError, ValueError):
-        npu = False
-    return -(-channels // 4) * 4 if npu else channels
+        return False
+
+
+def _darts_channels(config: Config, channels: int) -> int:
+    """First-cell channels of the DARTS search: NPU targets round them up to a multiple of 4."""
+    return -(-channels // 4) * 4 if _target_has_npu(config) else channels
 
 
 def _check_nas(config: Config) -> list[str]:

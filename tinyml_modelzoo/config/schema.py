@@ -153,6 +153,11 @@ class TrainingConfig:
                                        "field); empty (default): for raw inputs the smallest of 1, 2, 4 that leaves the cells at "
                                        "most 128 samples, 1 for spectra.",
                                        min=1, max=4)
+    nas_primitives: Optional[list] = opt(None, "Candidate ops of every DARTS edge (names of the OPS table, e.g. "
+                                         "[none, max_pool_3x1, skip_connect, conv_bn_relu_3x1, sep_conv_5x1]); "
+                                         "empty (default): the seed list (without avg_pool_3x1 for NPU targets) and "
+                                         "sep_conv_3x1, sep_conv_5x1, sep_conv_7x1. "
+                                         "NPU targets accept only NPU-realisable ops (no avg_pool_3x1, dil_conv_*).")
     nas_batch_size: Optional[int] = opt(32, "Batch size of the search (empty: batch_size).", min=1)
     nas_arch_learning_rate: Optional[float] = opt(None, "Adam learning rate of the architecture weights (default: "
                                                   "2 / number of alpha updates, so alphas can move ~2 logits "

@@ -29,6 +29,12 @@ PRIMITIVES_CNN = [
 # all NPU-valid.
 PRIMITIVES_CNN_NPU = [p for p in PRIMITIVES_CNN if p != 'avg_pool_3x1']
 
+# Separable convs: depthwise conv (kernel <= 7) then pointwise conv, both NPU layers; not in the seed's
+# default list above (callers add them: PRIMITIVES_CNN_NPU + SEPARABLE_CONVS).
+SEPARABLE_CONVS = ['sep_conv_3x1', 'sep_conv_5x1', 'sep_conv_7x1']
+# Every op the NPU runs. Dilated convs are not in TI's NPU guidelines.
+NPU_REALISABLE = frozenset(PRIMITIVES_CNN_NPU + SEPARABLE_CONVS)
+
 Genotype_CNN = namedtuple('Genotype_CNN', 'normal normal_concat reduce reduce_concat')
 
 
