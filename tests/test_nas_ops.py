@@ -4,10 +4,12 @@ import json
 import pytest
 import torch
 import torch.fx
+import torch.nn.functional as F
 
 from tinyml_torchmodelopt.nas import (EXAMPLE_GENOTYPE, OPS, PRIMITIVES_CNN, PRIMITIVES_CNN_NPU, NetworkCnn,
                                       genotype_from_dict, genotype_to_dict)
 from tinyml_torchmodelopt.nas.model import reduction_layers
+from tinyml_torchmodelopt.nas.pool_ops import pool3_backward, pool3_forward
 from tinyml_torchmodelopt.profile import profile_model
 
 torch.set_num_threads(1)
@@ -89,3 +91,16 @@ def test_genotype_json_round_trip():
     assert genotype_to_dict(g) == genotype_to_dict(EXAMPLE_GENOTYPE)
     model = NetworkCnn(1, 3, 3, g)
     assert model(torch.randn(2, 1, 16)).shape == (2, 3)
+
+
+@pytest.mark.parametrize('kind', ['max', 'avg'])
+@pytest.mark.parametrize('stride,length', [(1, 7), (2, 7), (2, 8), (1, 2)])
+def test_pool3_matches_torch_pools(kind, stride, length):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-2, 3, (3, 4, length), generator=g).double().requires_grad_()  # many ties
+    ref = (F.max_pool1d(x, 3, stride, 1) if kind == 'max'
+           else F.avg_pool1d(x, 3, stride, 1, count_include_pad=False))
+    out = pool3_forward(x.detach(), kind, stride)
+    assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-12)
+    w = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    assert torch.allclose(pool3_backward(w, x.detach(), out, kind, stride), torch.autograd.grad((ref * w).sum(), x)[0])

@@ -251,21 +251,6 @@ def test_joint_pass_equals_separate_passes(reduction_first, primitives):
         net.joint_losses(xt, yt, xv[:4], yv[:4])
 
 
-@pytest.mark.parametrize('kind', ['max', 'avg'])
-@pytest.mark.parametrize('stride,length', [(1, 7), (2, 7), (2, 8), (1, 2)])
-def test_pool3_matches_torch_pools(kind, stride, length):
-    from tinyml_torchmodelopt.nas.pool_ops import pool3_backward, pool3_forward
-    import torch.nn.functional as F
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(-2, 3, (3, 4, length), generator=g).double().requires_grad_()  # many ties
-    ref = (F.max_pool1d(x, 3, stride, 1) if kind == 'max'
-           else F.avg_pool1d(x, 3, stride, 1, count_include_pad=False))
-    out = pool3_forward(x.detach(), kind, stride)
-    assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-12)
-    w = torch.randn(ref.shape, generator=g, dtype=torch.float64)
-    assert torch.allclose(pool3_backward(w, x.detach(), out, kind, stride), torch.autograd.grad((ref * w).sum(), x)[0])
-
-
 def test_search_modes_run_and_report_validation_metrics():
     train, valid = toy_loaders(n=48, batch=12)
     for kw in (dict(joint_passes=False), dict(unrolled=True), dict()):

@@ -48,6 +48,29 @@ from .state_plans import StatePlan, conv_candidates, mixing_index, state_plans
 _SHARED_KIND = {'skip_connect': 'skip', 'max_pool_3x1': 'max', 'avg_pool_3x1': 'avg'}
 
 
+def fused_row_blocks(groups: list[int], C: int, one_matmul_max_channels: int):
+    """(blocks, tap_mask) of a fused conv whose row groups of C rows have kernel sizes ``groups``.
+
+    blocks: (first row, end row, kernel size) runs of equal kernel size, each one matmul on its
+    centred taps; tap_mask: None. With few channels the matmuls are memory-bound, so one matmul over
+    all kmax taps (zero weights on the padding taps, their gradient masked by tap_mask) beats one
+    matmul per kernel size.
+    """
+    kmax = max(groups, default=0)
+    if groups and C <= one_matmul_max_channels:
+        taps = torch.zeros(len(groups) * C, C, kmax)
+        for g, k in enumerate(groups):
+            taps[g * C:(g + 1) * C, :, kmax // 2 - k // 2:kmax // 2 - k // 2 + k] = 1
+        return ((0, len(groups) * C, kmax),), conv_weight_matrix(taps).contiguous()
+    blocks = []
+    for g, k in enumerate(groups):
+        if blocks and blocks[-1][2] == k:
+            blocks[-1] = (blocks[-1][0], (g + 1) * C, k)
+        else:
+            blocks.append((g * C, (g + 1) * C, k))
+    return tuple(blocks), None
+
+
 class StateCandidates(nn.Module):
     """All candidates of all outgoing edges of one source state, mixed by :func:`.state_block.state_block`.
 
@@ -91,23 +114,8 @@ class StateCandidates(nn.Module):
             nn.Parameter(torch.empty(plan.n_edges, C, k).uniform_(-k ** -0.5, k ** -0.5)) for k in self.sep_kernels)
         self.pointwise = nn.ParameterList(
             nn.Parameter(torch.empty(plan.n_edges, C, C).uniform_(-C ** -0.5, C ** -0.5)) for _ in self.sep_kernels)
-        self.register_buffer('tap_mask', None, persistent=False)
-        if groups and C <= self.ONE_MATMUL_MAX_CHANNELS:
-            # few channels: the matmuls are memory-bound, so one matmul over all kmax taps (zero
-            # weights on the padding taps, their gradient masked) beats one matmul per kernel size
-            taps = torch.zeros(len(groups) * C, C, self.kmax)
-            for g, k in enumerate(groups):
-                taps[g * C:(g + 1) * C, :, self.kmax // 2 - k // 2:self.kmax // 2 - k // 2 + k] = 1
-            self.blocks = ((0, len(groups) * C, self.kmax),)
-            self.tap_mask = conv_weight_matrix(taps).contiguous()
-        else:
-            blocks = []
-            for g, k in enumerate(groups):
-                if blocks and blocks[-1][2] == k:
-                    blocks[-1] = (blocks[-1][0], (g + 1) * C, k)
-                else:
-                    blocks.append((g * C, (g + 1) * C, k))
-            self.blocks = tuple(blocks)
+        self.blocks, tap_mask = fused_row_blocks(groups, C, self.ONE_MATMUL_MAX_CHANNELS)
+        self.register_buffer('tap_mask', tap_mask, persistent=False)
 
     def _is_sep_group(self, g: int) -> bool:
         return self.n_full_rows // self.C <= g < self.n_bn_relu // self.C
