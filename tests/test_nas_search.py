@@ -150,7 +150,8 @@ def test_penalty_moves_search_to_cheaper_models(mode, kind):
     assert on.history[-1].expected_cost < on.history[0].expected_cost
 
 
-@pytest.mark.parametrize('extra', [dict(unrolled=True), dict(warmup_epochs=1, min_steps_per_epoch=3, stem_pool=2)])
+@pytest.mark.parametrize('extra', [dict(unrolled=True), dict(warmup_epochs=1, min_steps_per_epoch=3, stem_pool=2),
+                                   dict(primitives=tuple(SEPARABLE))])
 def test_resume_equals_uninterrupted(tmp_path, extra):
     train, valid = toy_loaders()
     settings = _settings(epochs=3, optimization_mode='Memory', **extra)
