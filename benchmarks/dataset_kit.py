@@ -2,6 +2,7 @@
 generators and the writer of the TI folder layout (``sensor_datasets.py``, ``odd_datasets.py``)."""
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -51,3 +52,16 @@ def write_spec(spec: DatasetSpec, root: Path, seed: int = 0) -> Path:
         header = ",".join(("time",) + spec.channels)
         np.savetxt(folder / f"{cls}_{i:03d}.csv", table, delimiter=",", header=header, comments="", fmt="%.6g")
     return out
+
+
+def write_suite_cli(datasets: dict[str, DatasetSpec], doc: str, default_out: str, argv=None) -> None:
+    """Command line of a generated suite: write its datasets (all or ``--datasets``) under ``--out``."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=default_out)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--datasets", nargs="+", default=list(datasets), choices=list(datasets))
+    args = p.parse_args(argv)
+    for name in args.datasets:
+        path = write_spec(datasets[name], Path(args.out), args.seed)
+        n = sum(1 for _ in path.glob("classes/*/*.csv"))
+        print(f"{name:16} {n:4d} files  {datasets[name].feature_extraction_name:45} {path}")

@@ -9,12 +9,11 @@ see a 1 Hz period in 128 samples at 100 Hz (``nas_stem_pool: 2`` fixes it).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
-from dataset_kit import DatasetSpec, Recording, _per_class, _rng, write_spec
+from dataset_kit import DatasetSpec, Recording, _per_class, _rng, write_spec, write_suite_cli
 
 FS = 100.0
 
@@ -85,12 +84,7 @@ def write_dataset(name: str, root: Path, seed: int = 0) -> Path:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="/tmp/odd_data")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    for name in DATASETS:
-        print(name, write_dataset(name, Path(args.out), args.seed))
+    write_suite_cli(DATASETS, __doc__, "/tmp/odd_data", argv)
 
 
 if __name__ == "__main__":

@@ -17,12 +17,11 @@ and full of nuisance variation (amplitude, phase, speed, drift, sensor noise).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
-from dataset_kit import DatasetSpec, Recording, _per_class, _rng, write_spec  # noqa: F401 (re-exported)
+from dataset_kit import DatasetSpec, Recording, _per_class, _rng, write_spec, write_suite_cli  # noqa: F401 (re-exported)
 
 
 def _drift(rng, n, scale):
@@ -444,15 +443,7 @@ def write_dataset(name: str, root: Path, seed: int = 0) -> Path:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="/tmp/sensor_data")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    args = p.parse_args(argv)
-    for name in args.datasets:
-        path = write_dataset(name, Path(args.out), args.seed)
-        n = sum(1 for _ in path.glob("classes/*/*.csv"))
-        print(f"{name:16} {n:4d} files  {DATASETS[name].feature_extraction_name:45} {path}")
+    write_suite_cli(DATASETS, __doc__, "/tmp/sensor_data", argv)
 
 
 if __name__ == "__main__":
