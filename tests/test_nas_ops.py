@@ -104,3 +104,16 @@ def test_pool3_matches_torch_pools(kind, stride, length):
     assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-12)
     w = torch.randn(ref.shape, generator=g, dtype=torch.float64)
     assert torch.allclose(pool3_backward(w, x.detach(), out, kind, stride), torch.autograd.grad((ref * w).sum(), x)[0])
+
+
+def test_scratch_buffers_are_reused_per_role_and_grow():
+    from tinyml_torchmodelopt.nas.fused_ops import scratch
+    like = torch.zeros(1)
+    a = scratch('test_role', (2, 3), like)
+    b = scratch('test_role', (3, 2), like)
+    assert b.shape == (3, 2) and b.data_ptr() == a.data_ptr()  # the same memory, not a new allocation
+    assert scratch('other_role', (2, 3), like).data_ptr() != a.data_ptr()
+    assert scratch('test_role', (2, 3), like.double()).dtype == torch.float64
+    grown = scratch('test_role', (5, 5), like)
+    assert grown.shape == (5, 5) and grown.is_contiguous()
+    grown.fill_(1.0)  # the whole (larger) buffer is writable

@@ -20,6 +20,9 @@ tells each kernel so. Activation gradients always flow through both halves.
 """
 from __future__ import annotations
 
+import math
+import threading
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -30,13 +33,39 @@ from . import native
 _EPS = 1e-5
 
 
+# -- scratch buffers ---------------------------------------------------------------
+# The supernet's largest temporaries (im2col patches, recomputed conv outputs and their
+# gradients, 0.1-2 MB each) live within one kernel call. Allocated afresh, hundreds of
+# them per pass in sizes that differ from state to state interleave with the saved
+# activations and fragment glibc's heap: preset l's unrolled search grew to ~620 MB RSS
+# for ~390 MB of live tensors. One reused buffer per role keeps them out of the heap.
+_SCRATCH = threading.local()
+
+
+def scratch(role: str, shape, like: torch.Tensor) -> torch.Tensor:
+    """A (shape) tensor of ``like``'s dtype for a temporary of ``role``; its contents are undefined.
+
+    The buffer is reused by the next call with the same role (in this thread), so the
+    result must not outlive the kernel call that asked for it.
+    """
+    buffers = _SCRATCH.__dict__.setdefault('buffers', {})
+    key = (role, like.dtype, like.device)
+    n = math.prod(shape)
+    buf = buffers.get(key)
+    if buf is None or buf.numel() < n:
+        buf = buffers[key] = like.new_empty(n)
+    return buf[:n].view(shape)
+
+
 # -- "CNL" layout ----------------------------------------------------------------
 
-def _patches(x: torch.Tensor, k: int, stride: int, padding: int, n: int | None = None) -> torch.Tensor:
+def _patches(x: torch.Tensor, k: int, stride: int, padding: int, n: int | None = None,
+             temporary: bool = False) -> torch.Tensor:
     """(C, N, L) -> (k*C, n*L_out) im2col patches of the first n samples (default all), rows (tap, channel).
 
     Tap-major rows make the patches of a centred smaller kernel a contiguous
     row slice, so fused kernels of different sizes share one patch matrix.
+    ``temporary``: the patches die within the caller's kernel call (a :func:`scratch` buffer).
     """
     C, N, L = x.shape
     n = N if n is None else n
@@ -45,7 +74,7 @@ def _patches(x: torch.Tensor, k: int, stride: int, padding: int, n: int | None =
     K = native.kernels()
     if K is not None and K.supports(x) and x.is_contiguous():
         Lo = (L + 2 * padding - k) // stride + 1
-        out = x.new_empty(k * C, n * Lo)
+        out = scratch('patches', (k * C, n * Lo), x) if temporary else x.new_empty(k * C, n * Lo)
         K.call('im2col', x.dtype, x, C, N, n, L, k, stride, padding, Lo, out)
         return out
     x = x[:, :n]
@@ -67,7 +96,7 @@ def _col2im(gcols: torch.Tensor, x_shape, k: int, stride: int, padding: int,
         K.call('col2im', gcols.dtype, gcols.contiguous(), C, N, L, k, stride, padding, Lo, gx)
         return gx
     if k == 1 and padding == 0 and stride == 1:
-        gx = gcols.view(C, N, L)
+        gx = gcols.view(C, N, L) if into is not None else gcols.view(C, N, L).clone()  # gcols may be scratch
     else:
         gcols = gcols.view(k, C, N, Lo)
         gxp = gcols.new_zeros(C, N, L + 2 * padding)
@@ -91,16 +120,20 @@ def _train_columns(t: torch.Tensor, split: int | None, n: int) -> torch.Tensor:
     return t if split is None else t[:, :split * (t.shape[1] // n)]
 
 
-def _conv_forward(x, wmat, kmax: int, blocks, stride: int, padding: int, with_patches: bool = False):
+def _conv_forward(x, wmat, kmax: int, blocks, stride: int, padding: int, with_patches: bool = False,
+                  temporary: bool = False, temporary_patches: bool = False):
     """(C, N, L) -> (C_out, N*L_out) for the weight matrix ``wmat`` (C_out, kmax*C), columns (tap, channel).
 
     Each block (r0, r1, k) of output rows uses the centred k taps: a column
     slice of ``wmat`` and a row slice of the shared patches (views, no copies).
     ``with_patches``: return (output, patches) for :func:`_conv_backward`.
+    ``temporary`` / ``temporary_patches``: the output / the patches die within the
+    caller's kernel call (:func:`scratch` buffers).
     """
     C = x.shape[0]
-    cols = _patches(x, kmax, stride, padding)
-    out = cols.new_empty(wmat.shape[0], cols.shape[1])
+    cols = _patches(x, kmax, stride, padding, temporary=temporary_patches or not with_patches)
+    shape = (wmat.shape[0], cols.shape[1])
+    out = scratch('conv_out', shape, cols) if temporary else cols.new_empty(shape)
     for r0, r1, k in blocks:
         lo = (kmax // 2 - k // 2) * C
         torch.mm(wmat[r0:r1, lo:lo + k * C], cols[lo:lo + k * C], out=out[r0:r1])
@@ -122,16 +155,17 @@ def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, spl
         for r0, r1, k in sorted(blocks, key=lambda b: -b[2]):  # a kmax block first: it sets every row
             lo = (kmax // 2 - k // 2) * C
             w_t = wmat[r0:r1, lo:lo + k * C].t()
-            if gcols is None and k == kmax:
-                gcols = torch.mm(w_t, g[r0:r1])
-                continue
             if gcols is None:
-                gcols = g.new_zeros(kmax * C, g.shape[1])
+                gcols = scratch('grad_patches', (kmax * C, g.shape[1]), g)
+                if k == kmax:
+                    torch.mm(w_t, g[r0:r1], out=gcols)
+                    continue
+                gcols.zero_()
             gcols[lo:lo + k * C].addmm_(w_t, g[r0:r1])
         grad_x = _col2im(gcols, x.shape, kmax, stride, padding, grad_x_into)
     if want_w:
         if patches is None:
-            cols = _patches(x, kmax, stride, padding, split)
+            cols = _patches(x, kmax, stride, padding, split, temporary=True)
         else:
             cols = _train_columns(patches, split, N)
         g = _train_columns(g, split, N)

@@ -13,7 +13,7 @@ from torch import nn
 
 from . import native
 from .fused_ops import (_EPS, _bn_backward, _bn_forward, _bn_normalised, _conv_backward, _conv_forward,
-                        _stat_groups, conv_weight_matrix)
+                        _stat_groups, conv_weight_matrix, scratch)
 from .pool_ops import pool3_backward, pool3_forward
 
 
@@ -29,7 +29,7 @@ def _valid_gram(gc: torch.Tensor, r: torch.Tensor, C: int, N: int, split: int | 
 
 # Conv outputs up to this size are kept for the backward; larger ones (wide supernets) are
 # recomputed from the state: preset m keeps its ~0.8 MB blocks (10-15 % faster), preset l
-# recomputes its ~1.5 MB blocks (about 130 MB less peak memory) in unrolled searches, whose
+# recomputes its ~1.5 MB blocks (475 instead of 560 MB peak RSS) in unrolled searches, whose
 # four passes per step hold the most memory. First-order searches keep blocks up to
 # FIRST_ORDER_KEEP_BYTES (see :func:`conv_outputs_kept`).
 KEEP_CONV_OUTPUT_MAX_BYTES = 2 ** 20
@@ -185,15 +185,16 @@ class _NativeStateBlock(torch.autograd.Function):
         Lo = (L - 1) // stride + 1
         R = n_bn_relu + n_bn
         xh = mean = rstd = cols = None
-        if weight is not None:
-            xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True)
+        keep = weight is not None and R * N * Lo * x.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES
+        if weight is not None:  # not kept: the conv output and its patches are scratch
+            xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True,
+                                     temporary=not keep, temporary_patches=not keep)
             mean, rstd = x.new_empty(R * halves), x.new_empty(R * halves)
             K.call('bn_forward', x.dtype, xh, R, halves, N * Lo // halves, _EPS, mean, rstd)
         codes = _shared_codes(shared)
         out = x.new_empty(W.shape[0], C * N * Lo)
         K.call('mix_forward', x.dtype, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L, Lo,
                stride, codes, len(shared), out)
-        keep = xh is not None and xh.numel() * xh.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES
         ctx.save_for_backward(x, weight, W, xh if keep else None, cols if keep else None, mean, rstd, codes)
         ctx.conf, ctx.split = conf, split
         return out
@@ -210,10 +211,11 @@ class _NativeStateBlock(torch.autograd.Function):
         halves = _stat_groups(split, N)
         Lo = (L - 1) // stride + 1
         R = n_bn_relu + n_bn
-        if weight is not None and xh is None:  # recompute the normalised conv output
-            xh = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2)
+        if weight is not None and xh is None:  # recompute the normalised conv output (and its patches)
+            xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True,
+                                     temporary=True, temporary_patches=True)
             K.call('bn_apply', x.dtype, xh, R, halves, N * Lo // halves, mean, rstd)
-        gy = x.new_empty(R, N * Lo) if weight is not None else None
+        gy = scratch('grad_conv_out', (R, N * Lo), x) if weight is not None else None
         acc = torch.zeros(2 * R * halves + W.numel(), dtype=torch.float64)  # BN sums, then grad W
         sums, grad_W = acc[:2 * R * halves], acc[2 * R * halves:].view(W.shape) if want_W else None
         grad_x = torch.zeros_like(x) if want_x and shared else None
