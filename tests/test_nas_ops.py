@@ -8,6 +8,8 @@ import torch.nn.functional as F
 
 from tinyml_torchmodelopt.nas import (EXAMPLE_GENOTYPE, OPS, PRIMITIVES_CNN, PRIMITIVES_CNN_NPU, NetworkCnn,
                                       genotype_from_dict, genotype_to_dict)
+from tinyml_torchmodelopt.nas import fused_ops
+from tinyml_torchmodelopt.nas.fused_ops import scratch
 from tinyml_torchmodelopt.nas.model import reduction_layers
 from tinyml_torchmodelopt.nas.pool_ops import pool3_backward, pool3_forward
 from tinyml_torchmodelopt.profile import profile_model
@@ -107,7 +109,6 @@ def test_pool3_matches_torch_pools(kind, stride, length):
 
 
 def test_scratch_buffers_are_reused_per_role_and_grow():
-    from tinyml_torchmodelopt.nas.fused_ops import scratch
     like = torch.zeros(1)
     a = scratch('test_role', (2, 3), like)
     b = scratch('test_role', (3, 2), like)
@@ -117,3 +118,5 @@ def test_scratch_buffers_are_reused_per_role_and_grow():
     grown = scratch('test_role', (5, 5), like)
     assert grown.shape == (5, 5) and grown.is_contiguous()
     grown.fill_(1.0)  # the whole (larger) buffer is writable
+    fused_ops.release_scratch()
+    assert not fused_ops._SCRATCH.__dict__.get('buffers')

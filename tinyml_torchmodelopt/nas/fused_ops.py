@@ -57,6 +57,11 @@ def scratch(role: str, shape, like: torch.Tensor) -> torch.Tensor:
     return buf[:n].view(shape)
 
 
+def release_scratch() -> None:
+    """Free this thread's scratch buffers (they are rebuilt on demand)."""
+    _SCRATCH.__dict__.pop('buffers', None)
+
+
 # -- "CNL" layout ----------------------------------------------------------------
 
 def _patches(x: torch.Tensor, k: int, stride: int, padding: int, n: int | None = None,

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from ..profile import profile_model
 from .architect import COST_KIND, Architect
+from .fused_ops import release_scratch
 from .state_block import FIRST_ORDER_KEEP_BYTES, conv_outputs_kept
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN, genotype_from_dict, genotype_to_dict
 from .model import NetworkCnn, check_stem_pool
@@ -255,6 +256,7 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
         if on_epoch is not None:
             on_epoch(record)
 
+    release_scratch()  # the supernet kernels' temporaries, a few MB, are not needed after the search
     result = _finish(model, settings, history, notes, target, mode, time.perf_counter() - started)
     scheme = ('unrolled' if settings.unrolled else
               'joint' if _use_joint_passes(model, settings, train) else 'alternating')
