@@ -148,14 +148,14 @@ def test_search_steps_per_epoch_are_cycled_up_and_cut_down():
     assert search_steps_per_epoch(cfg(nas_min_steps_per_epoch=300), 32000) == 300
 
 
-def test_stem_pool_rule_leaves_the_cells_at_most_128_samples():
+def test_stem_pool_rule_leaves_the_cells_at_most_64_samples():
     from tinyml_modelzoo.nas_stage import stem_pool
 
     def pool(length, transforms=("RAW_FE", "CONCAT"), **training):
         cfg = config_from_dict({"training": {"nas_enabled": True, **training}}).training
         return stem_pool(cfg, SimpleNamespace(in_length=length, transforms=transforms))
-    assert pool(1460) == 4 and pool(427) == 4 and pool(258) == 4 and pool(257) == 2 and pool(160) == 2
-    assert pool(129) == 2 and pool(128) == 1 and pool(24) == 1        # the cells see at most 128 samples
+    assert pool(1460) == 4 and pool(427) == 4 and pool(160) == 4 and pool(130) == 4 and pool(129) == 2
+    assert pool(128) == 2 and pool(65) == 2 and pool(64) == 1 and pool(24) == 1   # the cells see at most 64 samples
     assert pool(2048, transforms=("FFT_FE", "FFT_POS_HALF", "CONCAT")) == 1        # spectra keep resolution
     assert pool(1460, nas_stem_pool=1) == 1 and pool(256, nas_stem_pool=2) == 2   # the user's value wins
 

@@ -151,7 +151,7 @@ class TrainingConfig:
     nas_stem_pool: Optional[int] = opt(None, "Max pool (width = stride) after the stem conv of the DARTS network: "
                                        "the cells see L // nas_stem_pool samples (fewer MACs, a wider receptive "
                                        "field); empty (default): for raw inputs the smallest of 1, 2, 4 that leaves the cells at "
-                                       "most 128 samples, 1 for spectra.",
+                                       "most 64 samples, 1 for spectra.",
                                        min=1, max=4)
     nas_primitives: Optional[list] = opt(None, "Candidate ops of every DARTS edge (names of the OPS table, e.g. "
                                          "[none, max_pool_3x1, skip_connect, conv_bn_relu_3x1, sep_conv_5x1]); "
