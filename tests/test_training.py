@@ -95,13 +95,17 @@ def test_one_candidate_when_the_user_sets_the_shift_or_nothing_can_decide(tmp_pa
     assert [s[0] for s in seen] == [shift] + refits
 
 
-def test_real_fit_keeps_a_working_model(tmp_path):
+def test_real_fit_keeps_a_working_model(tmp_path, caplog):
     features = _features()
     model = _Probe(features.in_channels)
-    result = training.train(model, features, TrainingConfig(training_epochs=2), tmp_path, seed=0)
+    with caplog.at_level("INFO", logger=training.log.name):
+        result = training.train(model, features, TrainingConfig(training_epochs=2), tmp_path, seed=0)
     assert len(result.candidates) == 2 and result.epochs_run == 2 and result.refit_examples == 12
     assert (tmp_path / "history.csv").is_file() and (tmp_path / "model.onnx").is_file()
     assert len((tmp_path / "history_refit.csv").read_text().splitlines()) == 3  # header + the 2 refit epochs
+    epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch")]
+    assert len(epochs) == 6 and sum("val acc" in m for m in epochs) == 4  # the 2 refit epochs have no validation
+    assert not any("nan" in m for m in epochs)
 
 
 def test_recalibrate_batchnorm_sets_the_statistics_of_the_data_and_changes_nothing_else():

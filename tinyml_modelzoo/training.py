@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +64,10 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
 
     def on_epoch(record: EpochRecord) -> None:
         advance()
-        log.info("epoch %3d/%d  loss %.4f  train acc %.3f  val loss %.4f  val acc %.3f  lr %.2e",
-                 record.epoch, settings.epochs, record.train_loss, record.train_accuracy, record.val_loss,
-                 record.val_accuracy, record.learning_rate)
+        validation = (f"  val loss {record.val_loss:.4f}  val acc {record.val_accuracy:.3f}"
+                      if math.isfinite(record.val_loss) else "")  # the refit on train + val has none
+        log.info("epoch %3d/%d  loss %.4f  train acc %.3f%s  lr %.2e", record.epoch, settings.epochs,
+                 record.train_loss, record.train_accuracy, validation, record.learning_rate)
 
     refit_n = len(y_train) + len(y_val) if cfg.refit_with_val and len(y_val) else 0
     refit_settings = (fit_settings(cfg, seed, time_domain=time_domain, num_train=refit_n, early_stopping=False)
