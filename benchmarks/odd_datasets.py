@@ -3,7 +3,7 @@ imbalance, long multichannel recordings. Same layout and writer as ``sensor_data
 
 Each one found a problem (round 8 of docs/benchmarks.md): a 4000-parameter budget that the
 40-class classifier ate, a confusion-matrix plot of 5000 x 5000 pixels, cells that cannot
-see a 1 Hz period in 128 samples at 100 Hz (``nas_stem_pool: 2`` fixes it).
+see a 1 Hz period in 128 samples at 100 Hz (a stem pool of 2 fixes it: the default since round 10).
 
     python benchmarks/bench_accuracy.py --suite odd --methods CLS_4k_NPU DARTS
 """
