@@ -95,6 +95,18 @@ def test_one_candidate_when_the_user_sets_the_shift_or_nothing_can_decide(tmp_pa
     assert [s[0] for s in seen] == [shift] + refits
 
 
+@pytest.mark.parametrize("spectral, shift, warned", [(True, 0.1, True), (True, None, False), (False, 0.1, False)])
+def test_a_shift_set_by_hand_on_spectra_is_warned_about(tmp_path, monkeypatch, caplog, spectral, shift, warned):
+    features = _features(spectral=spectral)
+    monkeypatch.setattr(training, "fit", _fake_fit({0.1: (0.5, 1.0), 0.0: (0.5, 1.0)}, []))
+    monkeypatch.setattr(training, "_export_onnx", lambda *a: (None, None))
+    with caplog.at_level("WARNING", logger=training.log.name):
+        training.train(_Probe(features.in_channels), features, TrainingConfig(training_epochs=1, augment_shift=shift),
+                       tmp_path, seed=0)
+    messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("augment_shift 0.10" in m and "FFT" in m for m in messages) == warned
+
+
 def test_real_fit_keeps_a_working_model(tmp_path, caplog):
     features = _features()
     model = _Probe(features.in_channels)

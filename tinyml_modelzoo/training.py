@@ -55,6 +55,12 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
     """Train ``model`` in place on ``features`` (a FeatureSet); leave the final weights in it."""
     torch.manual_seed(seed)
     time_domain = is_time_domain(features)
+    if cfg.augment_shift and not time_domain:
+        # The default never shifts spectra; a value set by hand does, as asked, but it is rarely meant.
+        log.warning("training.augment_shift %.2f rolls every input along its last axis, and these features "
+                    "(transforms %s) are not a time series: the shift moves energy between frequency bins. "
+                    "Leave augment_shift empty (spectra are then not shifted) unless that is intended.",
+                    cfg.augment_shift, "+".join(features.transforms))
     shifts = shift_candidates(cfg, time_domain) if len(features.y_val) else shift_candidates(cfg, time_domain)[:1]
     runs = [fit_settings(cfg, seed, time_domain=time_domain, num_train=len(features.y_train), augment_shift=shift)
             for shift in shifts]
