@@ -410,6 +410,17 @@ def test_budget_missed_by_every_epoch_is_met_by_deriving_the_final_alphas_with_a
     assert any('within the budget instead' in w for w in result.warnings)
 
 
+@pytest.mark.parametrize('pools_only', [True, False])
+def test_a_budget_spent_on_the_fixed_network_is_reported(pools_only):
+    from tinyml_torchmodelopt.nas.genotypes import EXAMPLE_GENOTYPE, genotype_to_dict
+    genes = [('max_pool_3x1', 0), ('skip_connect', 1)] * 3
+    genotype = Genotype_CNN(genes, [2, 3, 4], genes, [2, 3, 4]) if pools_only else EXAMPLE_GENOTYPE
+    net = SearchNetwork(2, 3, 3, nodes_per_layer=3, multiplier=3, stem_multiplier=2, input_length=32)
+    history = [dataclasses.replace(r, genotype=genotype_to_dict(genotype)) for r in _fake_history([900, 1000])]
+    result = _finish_quietly(net, _settings(target_params=1000, epochs=2), history, 1000)
+    assert any('every cell edge is a pool or a skip: the 1000 parameters' in w for w in result.warnings) == pools_only
+
+
 def test_budget_missed_and_not_fittable_takes_the_closest_learned_epoch(monkeypatch):
     net = SearchNetwork(2, 3, 3, nodes_per_layer=4, multiplier=4, input_length=32)
     monkeypatch.setattr(net, 'genotype_within_budget', lambda *a, **k: None)

@@ -165,6 +165,11 @@ def collapse_fraction(genotype: Genotype_CNN) -> float:
     return sum(op in PARAMETER_FREE for op, _ in genotype.normal) / max(1, len(genotype.normal))
 
 
+def cells_without_convs(genotype: Genotype_CNN) -> bool:
+    """True when no edge of either cell type holds a parametric op."""
+    return all(op in PARAMETER_FREE for op, _ in (*genotype.normal, *genotype.reduce))
+
+
 def _softmax_list(a: torch.Tensor) -> list:
     return [[round(v, 6) for v in row] for row in F.softmax(a.detach().float().cpu(), -1).tolist()]
 
@@ -362,6 +367,12 @@ def _finish(model, settings, history, notes, target, mode, seconds) -> SearchRes
     if frac > 0.5 and mode is None:
         notes.append(f"possible DARTS collapse: parameter-free ops won {frac:.0%} of normal-cell edges "
                      "(try beta_decay > 0 or fewer epochs)")
+    elif mode is not None and cells_without_convs(genotype):
+        # Under a penalty parameter-free cells are a choice, not a collapse; still, with a tight budget
+        # they mean the network's fixed part took it all (round 11 of docs/benchmarks.md: five cells at 4k).
+        notes.append(f"every cell edge is a pool or a skip: the {chosen.params} parameters sit in the stem, the "
+                     "cells' 1x1 preprocessing and reductions and the classifier; a larger budget or fewer "
+                     "layers leaves room for convs in the cells")
     for n in notes:
         warnings.warn(n, RuntimeWarning, stacklevel=3)
     return SearchResult(genotype, chosen.params, chosen.macs, tuple(history),
