@@ -369,9 +369,10 @@ def _finish(model, settings, history, notes, target, mode, seconds) -> SearchRes
                      "(try beta_decay > 0 or fewer epochs)")
     elif mode is not None and cells_without_convs(genotype):
         # Under a penalty parameter-free cells are a choice, not a collapse; still, with a tight budget
-        # they mean the network's fixed part took it all (round 11 of docs/benchmarks.md: five cells at 4k).
+        # (or a heavy penalty) they mean the network's fixed part took it all (round 11 of docs/benchmarks.md: five cells at 4k).
+        remedy = "a larger budget" if target is not None else "a smaller penalty weight"
         notes.append(f"every cell edge is a pool or a skip: the {chosen.params} parameters sit in the stem, the "
-                     "cells' 1x1 preprocessing and reductions and the classifier; a larger budget or fewer "
+                     f"cells' 1x1 preprocessing and reductions and the classifier; {remedy} or fewer "
                      "layers leaves room for convs in the cells")
     for n in notes:
         warnings.warn(n, RuntimeWarning, stacklevel=3)
