@@ -1,18 +1,12 @@
-"""Supernet, architect and search-loop tests (tinyml_torchmodelopt.nas)."""
+"""Supernet, architect and search-loop tests (tinyml_torchmodelopt.nas); budget mode: test_nas_budget.py."""
 import argparse
 import dataclasses
-import itertools
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
 
-from tinyml_torchmodelopt.nas import (Architect, NetworkCnn, SearchNetwork, SearchSettings, derive_genotype,
-                                      search, search_and_get_model)
-from tinyml_torchmodelopt.nas.expected_cost import node_offsets
-from tinyml_torchmodelopt.nas.genotypes import Genotype_CNN
+from nas_toys import _settings, toy_loaders
+from tinyml_torchmodelopt.nas import Architect, NetworkCnn, SearchNetwork, derive_genotype, search, search_and_get_model
 from tinyml_torchmodelopt.nas.utils import spearman
 from tinyml_torchmodelopt.profile import profile_model
 
@@ -22,21 +16,6 @@ ALL = ['none', 'avg_pool_3x1', 'max_pool_3x1', 'skip_connect', 'conv_bn_relu_3x1
 # separable convs join the fused conv (no per-edge modules: the compiled kernels and joint passes apply)
 SEPARABLE = ['none', 'max_pool_3x1', 'skip_connect', 'conv_bn_relu_3x1', 'conv_bn_relu_7x1', 'sep_conv_3x1',
              'sep_conv_5x1', 'sep_conv_7x1']
-
-
-def toy_loaders(n=64, length=32, batch=16, seed=0, raw=False, four_d=False, channels=1):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3
-    t = torch.linspace(0, 1, length)
-    x = torch.sin(2 * torch.pi * (y.float() + 1)[:, None] * 3 * t) + 0.3 * torch.randn(n, length, generator=g)
-    x = x[:, None, :].repeat(1, channels, 1)
-    if four_d:
-        x = x.unsqueeze(-1)
-    half = n // 2
-    def ds(sl):
-        return TensorDataset(x[sl], x[sl], y[sl]) if raw else TensorDataset(x[sl], y[sl])
-    return (DataLoader(ds(slice(0, half)), batch_size=batch, shuffle=True),
-            DataLoader(ds(slice(half, n)), batch_size=batch))
 
 
 @pytest.mark.parametrize('primitives', [None, ALL, SEPARABLE, ['none', 'skip_connect', 'sep_conv_5x1']])
@@ -134,13 +113,6 @@ def test_unrolled_eps_guard_zero_gradient():
         assert torch.isfinite(p).all()
 
 
-def _settings(**kw):
-    base = dict(num_classes=3, init_channels=2, layers=3, nodes_per_layer=3, multiplier=3, stem_multiplier=2,
-                epochs=3, arch_learning_rate=0.05, seed=0)
-    base.update(kw)
-    return SearchSettings(**base)
-
-
 @pytest.mark.parametrize('mode,kind', [('Memory', 'params'), ('Compute', 'macs')])
 def test_penalty_moves_search_to_cheaper_models(mode, kind):
     train, valid = toy_loaders()
@@ -184,23 +156,6 @@ def test_search_and_get_model_namespace_raw_4d():
     assert model.cells[0].preprocess1[0].out_channels == 3  # exact channels, no rounding
     assert model(torch.randn(4, 2, 32, 1)).shape == (4, 3)
     assert len(model.search_result.history) == 1
-
-
-def test_budget_mode_lands_within_20_percent():
-    train, valid = toy_loaders(n=128)
-    probe = SearchNetwork(2, 3, 3, nodes_per_layer=3, multiplier=3, stem_multiplier=2, input_length=32)
-    lo, hi = probe.cost_range('params')
-    target = int(lo + 0.3 * (hi - lo))
-    result = search(train, valid, _settings(target_params=target, epochs=6, arch_learning_rate=0.02))
-    assert abs(result.params / target - 1) <= 0.2, (result.params, target, lo, hi)
-    assert probe.derived_cost('params', result.genotype) == result.params  # cost tables are exact
-
-
-def test_budget_unreachable_is_reported():
-    train, valid = toy_loaders()
-    with pytest.warns(RuntimeWarning, match='unreachable'):
-        result = search(train, valid, _settings(target_params=5, epochs=1))
-    assert any('unreachable' in w for w in result.warnings)
 
 
 @pytest.mark.parametrize('kind', ['params', 'macs'])
@@ -375,129 +330,3 @@ def test_stem_pool_is_validated():
     train, valid = toy_loaders(length=12)
     with pytest.raises(ValueError, match='stem_pool=4 leaves 3 of 12'):
         search(train, valid, _settings(stem_pool=4, epochs=1))
-
-
-def _fake_history(params_per_epoch):
-    from tinyml_torchmodelopt.nas.genotypes import EXAMPLE_GENOTYPE, genotype_to_dict
-    from tinyml_torchmodelopt.nas.train_cnn_search import EpochRecord
-    return [EpochRecord(e, genotype_to_dict(EXAMPLE_GENOTYPE), p, 0, 0.0, 0.0, 0.0, 0.0, 0.0, None, [], [], 1.0, 1.0,
-                        e > 0) for e, p in enumerate(params_per_epoch)]  # epoch 0 is a warm-up epoch
-
-
-def _finish_quietly(net, settings, history, target):
-    import warnings
-
-    from tinyml_torchmodelopt.nas.train_cnn_search import _finish
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
-        return _finish(net, settings, history, [], target, 'Memory', 1.0)
-
-
-def test_budget_missed_by_every_epoch_is_met_by_deriving_the_final_alphas_with_a_cost_term():
-    torch.manual_seed(0)
-    net = SearchNetwork(2, 3, 3, nodes_per_layer=3, multiplier=3, stem_multiplier=2, input_length=32)
-    with torch.no_grad():
-        for a in net.arch_parameters():
-            a.normal_()
-    lo, hi = net.cost_range('params')
-    plain = net.derived_cost('params')
-    target = int(lo + 0.25 * (hi - lo)) if plain > (lo + hi) / 2 else int(lo + 0.75 * (hi - lo))
-    assert abs(plain / target - 1) > 0.2                           # the plain derivation misses it
-    settings = _settings(target_params=target, epochs=4, in_channels=1)
-    result = _finish_quietly(net, settings, _fake_history([target, 10 * hi, 10 * hi, 10 * hi]), target)
-    assert abs(result.params / target - 1) <= 0.2, (result.params, target)
-    assert result.params == net.derived_cost('params', result.genotype)
-    assert any('within the budget instead' in w for w in result.warnings)
-
-
-@pytest.mark.parametrize('pools_only', [True, False])
-def test_a_budget_spent_on_the_fixed_network_is_reported(pools_only):
-    from tinyml_torchmodelopt.nas.genotypes import EXAMPLE_GENOTYPE, genotype_to_dict
-    genes = [('max_pool_3x1', 0), ('skip_connect', 1)] * 3
-    genotype = Genotype_CNN(genes, [2, 3, 4], genes, [2, 3, 4]) if pools_only else EXAMPLE_GENOTYPE
-    net = SearchNetwork(2, 3, 3, nodes_per_layer=3, multiplier=3, stem_multiplier=2, input_length=32)
-    history = [dataclasses.replace(r, genotype=genotype_to_dict(genotype)) for r in _fake_history([900, 1000])]
-    result = _finish_quietly(net, _settings(target_params=1000, epochs=2), history, 1000)
-    assert any('every cell edge is a pool or a skip: the 1000 parameters' in w and 'a larger budget' in w
-               for w in result.warnings) == pools_only
-
-
-def test_budget_missed_and_not_fittable_takes_the_closest_learned_epoch(monkeypatch):
-    net = SearchNetwork(2, 3, 3, nodes_per_layer=4, multiplier=4, input_length=32)
-    monkeypatch.setattr(net, 'genotype_within_budget', lambda *a, **k: None)
-    # the warm-up epoch is on target but no candidate; 5200 (30% off) is closer than 2600 (35%) and 9900
-    result = _finish_quietly(net, _settings(target_params=4000, epochs=4), _fake_history([4000, 2600, 5200, 9900]),
-                             4000)
-    assert result.params == 5200
-    assert any('using epoch 3, the closest' in w for w in result.warnings)
-
-
-@pytest.mark.parametrize('kind', ['params', 'macs'])
-def test_genotype_within_budget_lands_in_the_window_across_the_range(kind):
-    torch.manual_seed(1)
-    net = SearchNetwork(4, 3, 3, nodes_per_layer=4, multiplier=4, input_length=64)
-    lo, hi = net.cost_range(kind)
-    for trial in range(4):
-        with torch.no_grad():
-            for a in net.arch_parameters():
-                a.normal_(0, 1.5)
-        for share in (0.1, 0.3, 0.6):
-            target = lo + share * (hi - lo)
-            genotype = net.genotype_within_budget(kind, target)
-            assert genotype is not None, (trial, share)
-            assert abs(net.derived_cost(kind, genotype) / target - 1) <= 0.2
-    plain = net.genotype()
-    assert net.genotype_within_budget(kind, net.derived_cost(kind, plain)) == plain  # already inside: unchanged
-
-
-def _all_derivations(net):
-    """Every genotype a derivation of ``net`` can give (two distinct inputs, one non-'none' op each)."""
-    ops = [name for name in net.primitives if name != 'none']
-    per_node = [[((a, i), (b, j)) for i, j in itertools.combinations(range(t + 2), 2) for a in ops for b in ops]
-                for t in range(net.steps)]
-    cells = [[g for node in combo for g in node] for combo in itertools.product(*per_node)]
-    concat = net.genotype().normal_concat
-    return [Genotype_CNN(n, concat, r, concat) for n in cells for r in cells]
-
-
-def test_genotype_within_budget_is_the_best_log_weight_inside_the_window():
-    torch.manual_seed(3)
-    net = SearchNetwork(4, 3, 3, nodes_per_layer=2, multiplier=2, input_length=32,
-                        primitives=['none', 'max_pool_3x1', 'skip_connect', 'conv_bn_relu_3x1'])
-    with torch.no_grad():
-        for a in net.arch_parameters():
-            a.normal_(0, 1.5)
-    logs = [F.log_softmax(a.detach().double(), -1) for a in (net.alphas_normal, net.alphas_reduce)]
-    offsets = node_offsets(net.steps)
-
-    def log_weight(g):
-        return sum(float(logs[c][offsets[k // 2] + j, net.primitives.index(op)])
-                   for c, genes in enumerate((g.normal, g.reduce)) for k, (op, j) in enumerate(genes))
-
-    every = [(net.derived_cost('params', g), log_weight(g), g) for g in _all_derivations(net)]
-    lo, hi = net.cost_range('params')
-    plain = net.derived_cost('params')
-    for target in np.linspace(lo, hi, 7)[1:-1]:
-        inside = [(w, g) for c, w, g in every if abs(c / target - 1) <= 0.2]
-        found = net.genotype_within_budget('params', target)
-        if abs(plain / target - 1) <= 0.2:
-            assert found == net.genotype()
-        else:
-            assert abs(net.derived_cost('params', found) / target - 1) <= 0.2
-            assert log_weight(found) == pytest.approx(max(w for w, _ in inside), abs=1e-9)
-    assert net.genotype_within_budget('params', lo / 2) is None  # below the cheapest derivation
-
-
-@pytest.mark.parametrize('share', [0.5, 2.0])
-def test_budget_quadratic_term_pulls_the_expected_cost_to_the_target(share):
-    # with a flat data loss and the multiplier at 0 only the augmented-Lagrangian term acts
-    torch.manual_seed(0)
-    net = SearchNetwork(4, 3, 3, nodes_per_layer=4, multiplier=4, input_length=64)
-    expected = float(net.expected_cost('params', normalized=False).detach())
-    target = expected / share
-    arch = Architect(net, arch_learning_rate=3e-2, penalty_mode='Memory', budget=target, budget_rate=0.0,
-                     budget_quadratic=1.0)
-    for _ in range(20):
-        arch._update_alphas([torch.zeros_like(a) for a in net.arch_parameters()])
-    moved = float(net.expected_cost('params', normalized=False).detach())
-    assert abs(moved / target - 1) < abs(expected / target - 1) - 0.1
