@@ -368,8 +368,8 @@ def _finish(model, settings, history, notes, target, mode, seconds) -> SearchRes
         notes.append(f"possible DARTS collapse: parameter-free ops won {frac:.0%} of normal-cell edges "
                      "(try beta_decay > 0 or fewer epochs)")
     elif mode is not None and cells_without_convs(genotype):
-        # Under a penalty parameter-free cells are a choice, not a collapse; still, with a tight budget
-        # (or a heavy penalty) they mean the network's fixed part took it all (round 11 of docs/benchmarks.md: five cells at 4k).
+        # Under a penalty parameter-free cells are a choice, not a collapse; still, with a tight budget (or
+        # a heavy penalty) they mean the network's fixed part took it all (docs/benchmarks.md round 11).
         remedy = "a larger budget" if target is not None else "a smaller penalty weight"
         notes.append(f"every cell edge is a pool or a skip: the {chosen.params} parameters sit in the stem, the "
                      f"cells' 1x1 preprocessing and reductions and the classifier; {remedy} or fewer "
