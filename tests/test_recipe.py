@@ -1,4 +1,5 @@
-"""Defaults for small data: the batch-size rule and per-frame normalisation of time-domain features."""
+"""Defaults for small data: the batch-size rule, the epoch rule, the time shift of closed curves and per-frame
+normalisation of time-domain features."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,8 @@ import pytest
 from tinyml_modelzoo.config.schema import FeatureConfig, TrainingConfig
 from tinyml_modelzoo.datasets import DatasetSplits, Recording
 from tinyml_modelzoo.features import extract_features, resolve_plan
-from tinyml_modelzoo.recipe import auto_batch_size, batch_size, fit_settings, training_epochs
+from tinyml_modelzoo.recipe import (auto_batch_size, batch_size, fit_settings, is_circular, shift_candidates,
+                                    training_epochs)
 
 RAW = "Generic_64Input_RAW_64Feature_1Frame"
 
@@ -83,3 +85,53 @@ def test_keep_raw_adds_the_unnormalised_channels_first():
     np.testing.assert_allclose(x[0, 2:], data.T - data.T.mean(axis=1, keepdims=True), atol=1e-5)
     assert resolve_plan(cfg).transforms == ("RAW_FE", "DC_REMOVE", "CONCAT")
 
+
+
+# ---------------------------------------------------------------- closed curves
+
+def _closed_curves(n: int = 40, length: int = 200, repeat_start: bool = False) -> np.ndarray:
+    """Radius of random star-like outlines read from a random start point: (n, 1, length)."""
+    rng = np.random.default_rng(1)
+    angle = np.linspace(0, 2 * np.pi, length, endpoint=repeat_start)
+    rows = [1 + 0.3 * np.cos(k * angle + rng.uniform(0, 2 * np.pi)) + 0.1 * np.sin(3 * k * angle)
+            + 0.005 * rng.normal(size=length) for k in rng.integers(2, 6, n)]
+    return np.stack(rows)[:, None].astype(np.float32)
+
+
+def _windows(n: int = 40, length: int = 200) -> np.ndarray:
+    """Smooth sensor windows cut at random points of a longer periodic recording."""
+    rng = np.random.default_rng(2)
+    t = np.arange(length)
+    return np.stack([np.sin(2 * np.pi * t / rng.uniform(30, 90) + rng.uniform(0, 2 * np.pi))
+                     for _ in range(n)])[:, None].astype(np.float32)
+
+
+def _rest_motion_rest(n: int = 40, length: int = 150) -> np.ndarray:
+    """A smooth movement between two different rest positions (GunPoint-like)."""
+    rng = np.random.default_rng(3)
+    t = np.linspace(-6, 6, length)
+    return np.stack([rng.uniform(0.5, 2) / (1 + np.exp(-t)) + np.exp(-t ** 2) for _ in range(n)])[:, None]
+
+
+@pytest.mark.parametrize("make, closed", [
+    (lambda: _closed_curves(), True),
+    (lambda: _closed_curves(repeat_start=True), True),              # the start point repeated at the end
+    (lambda: _closed_curves()[..., None], True),                    # (N, C, L, 1)
+    (lambda: np.concatenate([_closed_curves(), np.zeros((40, 1, 200), np.float32)], 1), True),  # a flat channel
+    (lambda: _windows(), False),
+    (lambda: _rest_motion_rest(), False),
+    (lambda: np.random.default_rng(4).normal(size=(40, 3, 100)), False),   # noise closes as often as it steps
+    (lambda: np.zeros((10, 1, 64)), False),
+    (lambda: _closed_curves(length=8), False),                      # too short to tell
+])
+def test_is_circular_finds_smooth_closed_curves_only(make, closed):
+    assert is_circular(make()) is closed
+
+
+def test_closed_curves_are_shifted_by_half_their_length_without_a_choice():
+    cfg = TrainingConfig()
+    assert shift_candidates(cfg, time_domain=True) == (0.1, 0.0)
+    assert shift_candidates(cfg, time_domain=True, circular=True) == (0.5,)
+    assert shift_candidates(cfg, time_domain=False, circular=True) == (0.0,)
+    assert shift_candidates(TrainingConfig(augment_shift=0.2), time_domain=True, circular=True) == (0.2,)
+    assert fit_settings(cfg, 0, circular=True).augment_shift == 0.5

@@ -16,12 +16,17 @@ from tinyml_torchmodelopt.train import EpochRecord, FitResult
 RAW = "Generic_32Input_RAW_32Feature_1Frame"
 
 
-def _features(with_val: bool = True, spectral: bool = False):
+def _features(with_val: bool = True, spectral: bool = False, closed_curves: bool = False):
     rng = np.random.default_rng(0)
+    angle = np.linspace(0, 2 * np.pi, 32, endpoint=False)
+
+    def signal():
+        if closed_curves:   # outlines read from a random start point: a circular shift changes nothing
+            return (1 + 0.3 * np.cos(angle + rng.uniform(0, 2 * np.pi)))[:, None].astype(np.float32)
+        return rng.normal(size=(64 if spectral else 32, 1)).astype(np.float32)
 
     def recs(split, n):
-        return tuple(Recording(f"{split}/{i}", i % 2, rng.normal(size=(64 if spectral else 32, 1)).astype(np.float32))
-                     for i in range(n))
+        return tuple(Recording(f"{split}/{i}", i % 2, signal()) for i in range(n))
     splits = DatasetSplits("t", ("a", "b"), recs("train", 8), recs("val", 4) if with_val else (), recs("test", 4),
                            1, "split_factor")
     name = "Generic_64Input_FFTBIN_16Feature_1Frame" if spectral else RAW
@@ -93,6 +98,21 @@ def test_one_candidate_when_the_user_sets_the_shift_or_nothing_can_decide(tmp_pa
     shift = {"user_shift": 0.25, "no_validation": 0.1, "spectra": 0.0}[case]
     refits = [] if case == "no_validation" else [shift]  # nothing to add to the training data without val
     assert [s[0] for s in seen] == [shift] + refits
+
+
+@pytest.mark.parametrize("user_shift, expected", [(None, 0.5), (0.0, 0.0)])
+def test_closed_curves_train_one_candidate_shifted_by_half_their_length(tmp_path, monkeypatch, caplog,
+                                                                        user_shift, expected):
+    features = _features(closed_curves=True)
+    seen: list = []
+    monkeypatch.setattr(training, "fit", _fake_fit({expected: (0.5, 1.0)}, seen))
+    monkeypatch.setattr(training, "_export_onnx", lambda *a: (None, None))
+    with caplog.at_level("INFO", logger=training.log.name):
+        result = training.train(_Probe(features.in_channels), features,
+                                TrainingConfig(training_epochs=1, augment_shift=user_shift), tmp_path, seed=0)
+    assert [s[0] for s in seen] == [expected, expected]      # the one candidate, then its refit on train + val
+    assert result.augment_shift == expected and len(result.candidates) == 1
+    assert any("close on themselves" in r.getMessage() for r in caplog.records) == (user_shift is None)
 
 
 @pytest.mark.parametrize("spectral, shift, warned", [(True, 0.1, True), (True, None, False), (False, 0.1, False)])

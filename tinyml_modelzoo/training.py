@@ -32,7 +32,7 @@ from tinyml_torchmodelopt.train import EpochRecord, FitResult, fit
 from .config.schema import TrainingConfig
 from .plots import plot_training_curves
 from .progress import progress
-from .recipe import fit_settings, is_time_domain, shift_candidates
+from .recipe import fit_settings, is_circular, is_time_domain, shift_candidates
 
 log = logging.getLogger("tinyml_modelzoo")
 
@@ -61,7 +61,12 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
                     "(transforms %s) are not a time series: the shift moves energy between frequency bins. "
                     "Leave augment_shift empty (spectra are then not shifted) unless that is intended.",
                     cfg.augment_shift, "+".join(features.transforms))
-    shifts = shift_candidates(cfg, time_domain) if len(features.y_val) else shift_candidates(cfg, time_domain)[:1]
+    circular = time_domain and is_circular(features.x_train)
+    shifts = shift_candidates(cfg, time_domain, circular)
+    if circular and cfg.augment_shift is None:
+        log.info("the series close on themselves (last sample next to the first, as in unrolled outlines): "
+                 "time shift %.2f, no validation choice; set training.augment_shift to choose another", shifts[0])
+    shifts = shifts if len(features.y_val) else shifts[:1]
     runs = [fit_settings(cfg, seed, time_domain=time_domain, num_train=len(features.y_train), augment_shift=shift)
             for shift in shifts]
     x_train, y_train = torch.from_numpy(features.x_train), torch.from_numpy(features.y_train)

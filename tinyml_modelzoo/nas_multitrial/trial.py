@@ -20,7 +20,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from tinyml_modelzoo.config.schema import NasConfig, TrainingConfig
-from tinyml_modelzoo.recipe import fit_settings, is_time_domain
+from tinyml_modelzoo.recipe import fit_settings, is_circular, is_time_domain
 from tinyml_modelzoo.zoo.spec import ModelSpec, build_model, describe
 from tinyml_torchmodelopt.profile import profile_model
 from tinyml_torchmodelopt.train import fit
@@ -98,6 +98,7 @@ class TrialObjective:
         self.x_train, self.y_train = torch.from_numpy(features.x_train), torch.from_numpy(features.y_train)
         self.x_val, self.y_val = torch.from_numpy(features.x_val), torch.from_numpy(features.y_val)
         self.time_domain = is_time_domain(features)
+        self.circular = self.time_domain and is_circular(features.x_train)
 
     def __call__(self, trial: optuna.Trial):
         self._check_not_surplus(trial)
@@ -189,7 +190,7 @@ class TrialObjective:
         setup = self.setup
         epochs = setup.nas.trial_epochs
         settings = fit_settings(setup.training, setup.seed + trial.number, time_domain=self.time_domain, epochs=epochs,
-                                early_stopping=False, num_train=len(self.y_train))
+                                early_stopping=False, num_train=len(self.y_train), circular=self.circular)
         best = [0.0]
         start = time.perf_counter()
 
