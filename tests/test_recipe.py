@@ -135,3 +135,11 @@ def test_closed_curves_are_shifted_by_half_their_length_without_a_choice():
     assert shift_candidates(cfg, time_domain=False, circular=True) == (0.0,)
     assert shift_candidates(TrainingConfig(augment_shift=0.2), time_domain=True, circular=True) == (0.2,)
     assert fit_settings(cfg, 0, circular=True).augment_shift == 0.5
+
+
+@pytest.mark.parametrize("flip, circular, time_domain, expected", [
+    (None, True, True, 0.5), (None, False, True, 0.0), (None, True, False, 0.0),
+    (False, True, True, 0.0), (True, False, True, 0.5), (True, False, False, 0.5)])
+def test_closed_curves_are_also_reversed_unless_the_user_says_otherwise(flip, circular, time_domain, expected):
+    settings = fit_settings(TrainingConfig(augment_flip=flip), 0, circular=circular, time_domain=time_domain)
+    assert settings.augment_flip == expected

@@ -101,7 +101,7 @@ def test_one_candidate_when_the_user_sets_the_shift_or_nothing_can_decide(tmp_pa
 
 
 @pytest.mark.parametrize("user_shift, expected", [(None, 0.5), (0.0, 0.0)])
-def test_closed_curves_train_one_candidate_shifted_by_half_their_length(tmp_path, monkeypatch, caplog,
+def test_closed_curves_train_one_candidate_shifted_by_half_their_length_and_flipped(tmp_path, monkeypatch, caplog,
                                                                         user_shift, expected):
     features = _features(closed_curves=True)
     seen: list = []
@@ -112,7 +112,8 @@ def test_closed_curves_train_one_candidate_shifted_by_half_their_length(tmp_path
                                 TrainingConfig(training_epochs=1, augment_shift=user_shift), tmp_path, seed=0)
     assert [s[0] for s in seen] == [expected, expected]      # the one candidate, then its refit on train + val
     assert result.augment_shift == expected and len(result.candidates) == 1
-    assert any("close on themselves" in r.getMessage() for r in caplog.records) == (user_shift is None)
+    assert result.augment_flip == 0.5          # closed curves are also traced the other way round
+    assert any("smooth closed curves" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("spectral, shift, warned", [(True, 0.1, True), (True, None, False), (False, 0.1, False)])
@@ -200,3 +201,14 @@ def test_fit_with_mixup_is_seeded_and_still_learns():
     assert torch.equal(with_mixup[1].weight, trained(0.4)[1].weight)  # same seed, same weights
     assert not torch.equal(with_mixup[1].weight, trained(0.0)[1].weight)  # mixup changes the batches
     assert (with_mixup(x).argmax(1) == y).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("probability, reversed_share", [(0.0, 0.0), (0.5, 0.5), (1.0, 1.0)])
+def test_flip_reverses_whole_examples_in_time_with_the_given_probability(probability, reversed_share):
+    from tinyml_torchmodelopt.train import FitSettings, _augment
+    x = torch.randn(400, 2, 7, generator=torch.Generator().manual_seed(1))
+    out = _augment(x, FitSettings(augment_flip=probability), torch.Generator().manual_seed(0))
+    flipped = torch.tensor([torch.equal(o, e.flip(-1)) for o, e in zip(out, x)])
+    kept = torch.tensor([torch.equal(o, e) for o, e in zip(out, x)])
+    assert bool((flipped | kept).all())     # every example whole: reversed along the last axis or untouched
+    assert float(flipped.float().mean()) == pytest.approx(reversed_share, abs=0.07)

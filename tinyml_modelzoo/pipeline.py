@@ -198,7 +198,8 @@ def _train(config: Config, run: RunDir, choice: ModelChoice, features) -> dict:
               "epochs_run": result.epochs_run, "seconds": round(result.seconds, 3),
               "weights_path": result.weights_path, "onnx_path": result.onnx_path,
               "onnx_max_abs_diff": result.onnx_max_abs_diff, "augment_shift": result.augment_shift,
-              "candidates": list(result.candidates), "refit_examples": result.refit_examples}
+              "augment_flip": result.augment_flip, "candidates": list(result.candidates),
+              "refit_examples": result.refit_examples}
     run.mark_finished("training", record)
     return record
 

@@ -70,6 +70,7 @@ def training_epochs(cfg: TrainingConfig, num_train: Optional[int]) -> int:
 
 DEFAULT_TIME_SHIFT = 0.1
 CIRCULAR_TIME_SHIFT = 0.5
+CIRCULAR_FLIP = 0.5         # share of the examples of closed curves traced the other way round
 CIRCULAR_SMOOTHNESS = 0.25  # mean step / standard deviation, median over the series
 CIRCULAR_SEAM_RATIO = 2.0   # seam / the steps next to it, 75th percentile over the series
 CIRCULAR_EDGE_STEPS = 3     # steps at each end that stand for "the steps next to the seam"
@@ -134,10 +135,12 @@ def fit_settings(cfg: TrainingConfig, seed: int, *, time_domain: bool = True, ep
     """Config values plus the augmentation defaults tuned for small sensor sets
     (``augment_shift``: one of :func:`shift_candidates`, default the first)."""
     shift = augment_shift if augment_shift is not None else shift_candidates(cfg, time_domain, circular)[0]
+    flip = cfg.augment_flip if cfg.augment_flip is not None else (circular and time_domain)
     return FitSettings(epochs=epochs or training_epochs(cfg, num_train), batch_size=batch_size(cfg, num_train),
                        learning_rate=cfg.learning_rate, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
                        lr_scheduler=cfg.lr_scheduler, label_smoothing=cfg.label_smoothing,
                        early_stopping_patience=cfg.early_stopping_patience if early_stopping else None,
-                       augment_shift=shift, augment_noise=cfg.augment_noise,
+                       augment_shift=shift, augment_flip=CIRCULAR_FLIP if flip else 0.0,
+                       augment_noise=cfg.augment_noise,
                        augment_mixup=cfg.augment_mixup, precise_batchnorm=cfg.precise_batchnorm,
                        seed=seed, device=select_device(cfg))

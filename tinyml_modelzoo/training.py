@@ -47,6 +47,7 @@ class TrainResult:
     onnx_path: str | None
     onnx_max_abs_diff: float | None
     augment_shift: float = 0.0
+    augment_flip: float = 0.0
     candidates: tuple[dict, ...] = field(default_factory=tuple)  # one per trained augmentation
     refit_examples: int = 0  # examples of the train + val refit that made the model (0: no refit)
 
@@ -63,12 +64,13 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
                     cfg.augment_shift, "+".join(features.transforms))
     circular = time_domain and is_circular(features.x_train)
     shifts = shift_candidates(cfg, time_domain, circular)
-    if circular and cfg.augment_shift is None:
-        log.info("the series close on themselves (last sample next to the first, as in unrolled outlines): "
-                 "time shift %.2f, no validation choice; set training.augment_shift to choose another", shifts[0])
+    if circular:
+        log.info("the series are smooth closed curves (the last sample meets the first, as in unrolled outlines): "
+                 "time shift %.2f without a validation choice, %s; training.augment_shift and augment_flip "
+                 "override", shifts[0], "half the examples reversed" if cfg.augment_flip is not False else "none reversed")
     shifts = shifts if len(features.y_val) else shifts[:1]
-    runs = [fit_settings(cfg, seed, time_domain=time_domain, num_train=len(features.y_train), augment_shift=shift)
-            for shift in shifts]
+    runs = [fit_settings(cfg, seed, time_domain=time_domain, num_train=len(features.y_train), augment_shift=shift,
+                         circular=circular) for shift in shifts]
     x_train, y_train = torch.from_numpy(features.x_train), torch.from_numpy(features.y_train)
     x_val, y_val = torch.from_numpy(features.x_val), torch.from_numpy(features.y_val)
     initial = copy.deepcopy(model.state_dict())
@@ -81,7 +83,8 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
                  record.train_loss, record.train_accuracy, validation, record.learning_rate)
 
     refit_n = len(y_train) + len(y_val) if cfg.refit_with_val and len(y_val) else 0
-    refit_settings = (fit_settings(cfg, seed, time_domain=time_domain, num_train=refit_n, early_stopping=False)
+    refit_settings = (fit_settings(cfg, seed, time_domain=time_domain, num_train=refit_n, early_stopping=False,
+                                   circular=circular)
                       if refit_n else None)
     start = time.perf_counter()
     results: list[tuple[FitResult, dict]] = []
@@ -119,7 +122,7 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
     plot_training_curves(result.history, out_dir / "training_curves.png")
     onnx_path, diff = _export_onnx(model, features, out_dir / "model.onnx")
     return TrainResult(result.best_epoch, result.best_val_accuracy, len(result.history), seconds, str(weights),
-                       onnx_path, diff, runs[best].augment_shift, candidates, refit_n)
+                       onnx_path, diff, runs[best].augment_shift, runs[best].augment_flip, candidates, refit_n)
 
 
 def _candidate_records(runs, results) -> tuple[dict, ...]:

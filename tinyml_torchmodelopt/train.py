@@ -29,6 +29,7 @@ class FitSettings:
     label_smoothing: float = 0.0
     early_stopping_patience: Optional[int] = None
     augment_shift: float = 0.0        # max random circular shift, as a fraction of L
+    augment_flip: float = 0.0         # probability that an example is reversed in time (mirrored outlines)
     augment_noise: float = 0.0        # std of additive Gaussian noise (features are standardised)
     augment_mixup: float = 0.0        # mixup Beta(a, a) parameter; 0 = off (see _mixup)
     grad_clip: float = 5.0
@@ -138,6 +139,9 @@ def _augment(xb: torch.Tensor, settings: FitSettings, generator: torch.Generator
         if max_shift > 0:
             shift = int(torch.randint(-max_shift, max_shift + 1, (1,), generator=generator))
             xb = torch.roll(xb, shift, dims=-1)
+    if settings.augment_flip > 0:
+        flip = torch.rand(len(xb), generator=generator) < settings.augment_flip
+        xb = torch.where(flip.view(-1, *([1] * (xb.dim() - 1))).to(xb.device), xb.flip(-1), xb)
     if settings.augment_noise > 0:
         xb = xb + settings.augment_noise * torch.randn(xb.shape, generator=generator).to(xb.device)
     return xb

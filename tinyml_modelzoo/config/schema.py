@@ -105,6 +105,9 @@ class TrainingConfig:
                                          "and the better on validation is kept, smooth closed curves (outlines "
                                          "read from any start point) use 0.5; spectra use 0. A value set here "
                                          "is used for every input, spectra too (with a warning).", min=0, max=0.5)
+    augment_flip: Optional[bool] = opt(None, "Reverse half of the training examples in time (a closed outline "
+                                       "traced the other way round is its mirror image); empty (default): on for "
+                                       "smooth closed curves only, the inputs that augment_shift shifts by 0.5.")
     refit_with_val: bool = opt(True, "After validation has chosen the augmentation, train once more from the same "
                                "initial weights on train + val and keep the last epoch (more data for small sets; "
                                "the reported validation accuracy is then that of the selection run).")

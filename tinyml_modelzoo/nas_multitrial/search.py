@@ -255,7 +255,7 @@ def _json_safe(row: dict) -> dict:
 
 def _recipe(cfg: TrainingConfig) -> dict:
     keys = ("batch_size", "learning_rate", "optimizer", "weight_decay", "lr_scheduler", "label_smoothing",
-            "augment_shift", "augment_noise", "augment_mixup", "precise_batchnorm")
+            "augment_shift", "augment_flip", "augment_noise", "augment_mixup", "precise_batchnorm")
     return {k: getattr(cfg, k, None) for k in keys}
 
 
