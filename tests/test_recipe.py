@@ -90,11 +90,11 @@ def test_keep_raw_adds_the_unnormalised_channels_first():
 # ---------------------------------------------------------------- closed curves
 
 def _closed_curves(n: int = 40, length: int = 200, repeat_start: bool = False) -> np.ndarray:
-    """Radius of random star-like outlines read from a random start point: (n, 1, length)."""
+    """Radius of random leaf-like outlines read from a random start point: (n, 1, length)."""
     rng = np.random.default_rng(1)
     angle = np.linspace(0, 2 * np.pi, length, endpoint=repeat_start)
-    rows = [1 + 0.3 * np.cos(k * angle + rng.uniform(0, 2 * np.pi)) + 0.1 * np.sin(3 * k * angle)
-            + 0.005 * rng.normal(size=length) for k in rng.integers(2, 6, n)]
+    rows = [1 + sum(a * np.cos(k * angle + rng.uniform(0, 2 * np.pi)) for k, a in ((1, 0.3), (2, 0.15), (3, 0.08)))
+            + 0.005 * rng.normal(size=length) for _ in range(n)]
     return np.stack(rows)[:, None].astype(np.float32)
 
 
@@ -113,6 +113,13 @@ def _rest_motion_rest(n: int = 40, length: int = 150) -> np.ndarray:
     return np.stack([rng.uniform(0.5, 2) / (1 + np.exp(-t)) + np.exp(-t ** 2) for _ in range(n)])[:, None]
 
 
+def _whole_cycles(n: int = 40, length: int = 300) -> np.ndarray:
+    """Windows holding exactly three cycles of a steady (mains-synchronous) waveform."""
+    rng = np.random.default_rng(5)
+    t = 2 * np.pi * 3 * np.arange(length) / length
+    return np.stack([np.sin(t + p) + 0.3 * np.sin(3 * (t + p)) for p in rng.uniform(0, 2 * np.pi, n)])[:, None]
+
+
 @pytest.mark.parametrize("make, closed", [
     (lambda: _closed_curves(), True),
     (lambda: _closed_curves(repeat_start=True), True),              # the start point repeated at the end
@@ -120,6 +127,7 @@ def _rest_motion_rest(n: int = 40, length: int = 150) -> np.ndarray:
     (lambda: np.concatenate([_closed_curves(), np.zeros((40, 1, 200), np.float32)], 1), True),  # a flat channel
     (lambda: _windows(), False),
     (lambda: _rest_motion_rest(), False),
+    (lambda: _whole_cycles(), False),                               # closes, but repeats inside the window
     (lambda: np.random.default_rng(4).normal(size=(40, 3, 100)), False),   # noise closes as often as it steps
     (lambda: np.zeros((10, 1, 64)), False),
     (lambda: _closed_curves(length=8), False),                      # too short to tell

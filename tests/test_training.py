@@ -114,6 +114,7 @@ def test_closed_curves_train_one_candidate_shifted_by_half_their_length_and_flip
     assert result.augment_shift == expected and len(result.candidates) == 1
     assert result.augment_flip == 0.5          # closed curves are also traced the other way round
     assert any("smooth closed curves" in r.getMessage() for r in caplog.records)
+    assert any("refit" in r.getMessage() and "reversal" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize("spectral, shift, warned", [(True, 0.1, True), (True, None, False), (False, 0.1, False)])

@@ -71,30 +71,33 @@ def training_epochs(cfg: TrainingConfig, num_train: Optional[int]) -> int:
 DEFAULT_TIME_SHIFT = 0.1
 CIRCULAR_TIME_SHIFT = 0.5
 CIRCULAR_FLIP = 0.5         # share of the examples of closed curves traced the other way round
-CIRCULAR_SMOOTHNESS = 0.25  # mean step / standard deviation, median over the series
-CIRCULAR_SEAM_RATIO = 2.0   # seam / the steps next to it, 75th percentile over the series
+CIRCULAR_SMOOTHNESS = 0.25  # mean step / standard deviation, median over the rows
+CIRCULAR_SEAM_RATIO = 2.0   # seam / the steps next to it, 75th percentile over the rows
 CIRCULAR_EDGE_STEPS = 3     # steps at each end that stand for "the steps next to the seam"
-CIRCULAR_SAMPLE = 2048      # series looked at (the test takes percentiles: a sample is enough)
+CIRCULAR_MAX_REPEAT = 0.95  # autocorrelation peak past the first zero crossing, median over the rows
+CIRCULAR_SAMPLE = 1024      # rows looked at (the tests take percentiles: a sample is enough)
 
 
 def is_circular(x: np.ndarray) -> bool:
     """True when the series are smooth closed curves: a circular shift (``torch.roll``) moves the
     start point and leaves no seam, as for outlines unrolled from an arbitrary start point.
 
-    Two tests, each over most of the (series, channel) rows: the rows are smooth (a mean step under a
-    quarter of the standard deviation; noise-dominated windows have steps of a standard deviation or
-    more), and the jump from the last sample to the first is no bigger than about the steps at the two
-    ends (under 2x for three rows in four). On our 18 benchmark sets only the two outline sets pass
-    (ArrowHead 0.77, OSULeaf 0.61); the other smooth sets, windows cut from longer recordings or
-    motions between two rests, are at 3.0 (arc_fault) or far more. ``x`` is (N, C, L) or (N, C, L, 1);
-    rows that do not move are ignored.
+    Three tests over the (series, channel) rows: the rows are smooth (median mean step under a quarter
+    of the standard deviation; noise-dominated windows have steps of a standard deviation or more);
+    the jump from the last sample to the first is no bigger than about the steps at the two ends (under
+    2x for three rows in four); and a row is one loop, not a window holding whole cycles of a repeating
+    signal, which would pass the first two tests too (median autocorrelation peak after its first zero
+    crossing under 0.95; steady mains cycles reach 0.98-0.99). On our 18 benchmark sets only the two
+    outline sets pass (seam ratio ArrowHead 0.77, OSULeaf 0.61; repetition 0.84 and 0.44); the other
+    smooth sets, windows cut from longer recordings or motions between two rests, have seam ratios
+    of 3.0 (arc_fault) or far more. ``x`` is (N, C, L) or (N, C, L, 1); rows that do not move are ignored.
     """
     x = np.asarray(x)
     if x.ndim == 4 and x.shape[-1] == 1:
         x = x[..., 0]
     if x.ndim < 2 or x.shape[-1] < 4 * CIRCULAR_EDGE_STEPS or not len(x):
         return False
-    rows = x[:CIRCULAR_SAMPLE].reshape(-1, x.shape[-1]).astype(np.float32)
+    rows = x.reshape(-1, x.shape[-1])[:CIRCULAR_SAMPLE].astype(np.float64)
     rows = rows[rows.std(axis=-1) > 0]
     if not len(rows):
         return False
@@ -104,7 +107,19 @@ def is_circular(x: np.ndarray) -> bool:
     seam = np.abs(rows[:, -1] - rows[:, 0])
     seam_ratio = seam / np.maximum(edge, 1e-6 * rows.std(axis=-1))
     return bool(np.median(smoothness) < CIRCULAR_SMOOTHNESS
-                and np.percentile(seam_ratio, 75) < CIRCULAR_SEAM_RATIO)
+                and np.percentile(seam_ratio, 75) < CIRCULAR_SEAM_RATIO
+                and np.median(_repetition(rows)) < CIRCULAR_MAX_REPEAT)
+
+
+def _repetition(rows: np.ndarray) -> np.ndarray:
+    """Per row, the highest circular autocorrelation at lags from its first zero crossing to L/2:
+    near 1 for a window of whole cycles of a repeating signal, lower for a single loop."""
+    centred = rows - rows.mean(axis=-1, keepdims=True)
+    spectrum = np.fft.rfft(centred, axis=-1)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2, n=rows.shape[-1], axis=-1)[:, :rows.shape[-1] // 2 + 1]
+    acf = acf / acf[:, :1]
+    past_zero = np.maximum.accumulate(acf < 0, axis=-1)       # True from the first negative lag on
+    return np.where(past_zero, acf, -1.0).max(axis=-1)      # -1: never crosses zero (no repetition)
 
 
 def shift_candidates(cfg: TrainingConfig, time_domain: bool, circular: bool = False) -> tuple[float, ...]:

@@ -65,9 +65,9 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
     circular = time_domain and is_circular(features.x_train)
     shifts = shift_candidates(cfg, time_domain, circular)
     if circular:
-        log.info("the series are smooth closed curves (the last sample meets the first, as in unrolled outlines): "
-                 "time shift %.2f without a validation choice, %s; training.augment_shift and augment_flip "
-                 "override", shifts[0], "half the examples reversed" if cfg.augment_flip is not False else "none reversed")
+        log.info("the inputs are smooth closed curves (the last sample meets the first, as in unrolled outlines): "
+                 "time shift %.2f, %s reversed in time, no validation choice (training.augment_shift and "
+                 "augment_flip override)", shifts[0], "none" if cfg.augment_flip is False else "half the examples")
     shifts = shifts if len(features.y_val) else shifts[:1]
     runs = [fit_settings(cfg, seed, time_domain=time_domain, num_train=len(features.y_train), augment_shift=shift,
                          circular=circular) for shift in shifts]
@@ -104,8 +104,9 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
             model.load_state_dict(state)
         else:
             settings = dataclasses.replace(refit_settings, augment_shift=runs[best].augment_shift)
-            log.info("refit on train + val (%d examples) for %d epochs with time shift %.2f; the last epoch is "
-                     "the model", refit_n, settings.epochs, settings.augment_shift)
+            log.info("refit on train + val (%d examples) for %d epochs with time shift %.2f%s; the last epoch is "
+                     "the model", refit_n, settings.epochs, settings.augment_shift,
+                     " and reversal" if settings.augment_flip else "")
             model.load_state_dict(initial)
             refit = fit(model, torch.cat([x_train, x_val]), torch.cat([y_train, y_val]), x_val[:0], y_val[:0],
                         settings, on_epoch=on_epoch)
