@@ -129,6 +129,17 @@ def test_a_shift_set_by_hand_on_spectra_is_warned_about(tmp_path, monkeypatch, c
     assert any("augment_shift 0.10" in m and "FFT" in m for m in messages) == warned
 
 
+@pytest.mark.parametrize("spectral, flip, warned", [(True, True, True), (True, None, False), (False, True, False)])
+def test_a_flip_set_by_hand_on_spectra_is_warned_about(tmp_path, monkeypatch, caplog, spectral, flip, warned):
+    features = _features(spectral=spectral)
+    monkeypatch.setattr(training, "fit", _fake_fit({0.1: (0.5, 1.0), 0.0: (0.5, 1.0)}, []))
+    monkeypatch.setattr(training, "_export_onnx", lambda *a: (None, None))
+    with caplog.at_level("WARNING", logger=training.log.name):
+        training.train(_Probe(features.in_channels), features, TrainingConfig(training_epochs=1, augment_flip=flip),
+                       tmp_path, seed=0)
+    assert any("augment_flip" in r.getMessage() for r in caplog.records if r.levelname == "WARNING") == warned
+
+
 def test_real_fit_keeps_a_working_model(tmp_path, caplog):
     features = _features()
     model = _Probe(features.in_channels)

@@ -131,11 +131,11 @@ def shift_candidates(cfg: TrainingConfig, time_domain: bool, circular: bool = Fa
     activities: +0.07 on our sensor benchmark) and hurts badly when the position
     itself tells the class (ACSF1's appliance day profiles: 0.81 without, 0.42
     with), so when the user sets nothing both are trained and validation decides.
-    Series that close on themselves (:func:`is_circular`) are shifted by up to half
-    their length without a choice: any start point gives the same closed curve, and
-    the fixed 0.5 scored ArrowHead 0.789 -> 0.802 and OSULeaf 0.883 -> 0.894 over
-    three seeds where validation (9 ArrowHead series) picked wrongly (round 12 of
-    docs/benchmarks.md).
+    Smooth closed curves (:func:`is_circular`) are shifted by up to half their
+    length without a choice: any start point gives the same curve, and validation
+    (9 ArrowHead series) cannot pick. With half the examples also reversed
+    (:func:`fit_settings`: the mirror image) ArrowHead went 0.780 -> 0.804 and
+    OSULeaf 0.881 -> 0.923 over six seeds (rounds 12-13 of docs/benchmarks.md).
     """
     if cfg.augment_shift is not None:
         return (cfg.augment_shift,)

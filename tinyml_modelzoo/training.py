@@ -62,6 +62,10 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
                     "(transforms %s) are not a time series: the shift moves energy between frequency bins. "
                     "Leave augment_shift empty (spectra are then not shifted) unless that is intended.",
                     cfg.augment_shift, "+".join(features.transforms))
+    if cfg.augment_flip and not time_domain:
+        log.warning("training.augment_flip reverses half the inputs along their last axis, and these features "
+                    "(transforms %s) are not a time series: low and high frequency bins swap places. "
+                    "Leave augment_flip empty unless that is intended.", "+".join(features.transforms))
     circular = time_domain and is_circular(features.x_train)
     shifts = shift_candidates(cfg, time_domain, circular)
     if circular:
