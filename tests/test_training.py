@@ -117,27 +117,19 @@ def test_closed_curves_train_one_candidate_shifted_by_half_their_length_and_flip
     assert any("refit" in r.getMessage() and "reversal" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize("spectral, shift, warned", [(True, 0.1, True), (True, None, False), (False, 0.1, False)])
-def test_a_shift_set_by_hand_on_spectra_is_warned_about(tmp_path, monkeypatch, caplog, spectral, shift, warned):
+@pytest.mark.parametrize("key, value, spectral, warned", [
+    ("augment_shift", 0.1, True, True), ("augment_shift", None, True, False), ("augment_shift", 0.1, False, False),
+    ("augment_flip", True, True, True), ("augment_flip", None, True, False), ("augment_flip", True, False, False)])
+def test_a_shift_or_flip_set_by_hand_on_spectra_is_warned_about(tmp_path, monkeypatch, caplog, key, value, spectral,
+                                                                 warned):
     features = _features(spectral=spectral)
     monkeypatch.setattr(training, "fit", _fake_fit({0.1: (0.5, 1.0), 0.0: (0.5, 1.0)}, []))
     monkeypatch.setattr(training, "_export_onnx", lambda *a: (None, None))
     with caplog.at_level("WARNING", logger=training.log.name):
-        training.train(_Probe(features.in_channels), features, TrainingConfig(training_epochs=1, augment_shift=shift),
+        training.train(_Probe(features.in_channels), features, TrainingConfig(training_epochs=1, **{key: value}),
                        tmp_path, seed=0)
     messages = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("augment_shift 0.10" in m and "FFT" in m for m in messages) == warned
-
-
-@pytest.mark.parametrize("spectral, flip, warned", [(True, True, True), (True, None, False), (False, True, False)])
-def test_a_flip_set_by_hand_on_spectra_is_warned_about(tmp_path, monkeypatch, caplog, spectral, flip, warned):
-    features = _features(spectral=spectral)
-    monkeypatch.setattr(training, "fit", _fake_fit({0.1: (0.5, 1.0), 0.0: (0.5, 1.0)}, []))
-    monkeypatch.setattr(training, "_export_onnx", lambda *a: (None, None))
-    with caplog.at_level("WARNING", logger=training.log.name):
-        training.train(_Probe(features.in_channels), features, TrainingConfig(training_epochs=1, augment_flip=flip),
-                       tmp_path, seed=0)
-    assert any("augment_flip" in r.getMessage() for r in caplog.records if r.levelname == "WARNING") == warned
+    assert any(f"training.{key}" in m and "FFT" in m for m in messages) == warned
 
 
 def test_real_fit_keeps_a_working_model(tmp_path, caplog):
