@@ -4,10 +4,12 @@
 half for the alphas, batch 32. Presets use the exact arguments of the seed table.
 
     python benchmarks/bench_nas.py --presets s m l --modes first unrolled --epochs 3
+    python benchmarks/bench_nas.py --device cuda --batch-size 32 256 --profile 15
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import sys
 from pathlib import Path
@@ -42,6 +44,10 @@ def main(argv=None):
     p.add_argument('--modes', nargs='+', default=['first', 'unrolled'], choices=['first', 'unrolled'])
     p.add_argument('--epochs', type=int, default=3, help='search epochs per run (the first is warm-up)')
     p.add_argument('--device', default='cpu')
+    p.add_argument('--batch-size', type=int, nargs='+', default=[32],
+                   help='batch sizes to time (the seed set-up is 32; larger ones show what a GPU can do)')
+    p.add_argument('--profile', type=int, default=0, metavar='N',
+                   help='profile the last run and print its N most expensive ops (PyTorch profiler)')
     p.add_argument('--penalty', default='Memory', choices=['Memory', 'Compute', 'none'])
     p.add_argument('--partial-channels', type=int, default=1,
                    help='PC-DARTS: 1/K of the channels through the candidate ops (1 = off, the seed algorithm)')
@@ -52,27 +58,44 @@ def main(argv=None):
     args = p.parse_args(argv)
     x, y = make_data()
     half = len(x) // 2
-    train = DataLoader(TensorDataset(x[:half], y[:half]), batch_size=32, shuffle=True)
-    valid = DataLoader(TensorDataset(x[half:], y[half:]), batch_size=32, shuffle=True)
     kernels = native.kernels()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, supernet kernels: "
           f"{'compiled' if kernels else 'PyTorch only'} (TINYML_NAS_NATIVE=0 disables the compiled ones)")
-    print(f"{'preset':6} {'mode':9} {'passes':11} {'s/epoch':>8} {'samples/s':>10} {'peak RSS MB':>12}")
-    for preset in args.presets:
-        for mode in args.modes:
-            settings = SearchSettings(num_classes=3, epochs=args.epochs, unrolled=(mode == 'unrolled'),
-                                      optimization_mode=None if args.penalty == 'none' else args.penalty,
-                                      device=args.device, joint_passes=JOINT[args.joint],
-                                      partial_channels=args.partial_channels, **PRESETS[preset],
-                                      **({'primitives': tuple(args.primitives)} if args.primitives else {}))
+    print(f"{'preset':6} {'mode':9} {'batch':>5} {'passes':11} {'s/epoch':>8} {'samples/s':>10} {'peak RSS MB':>12}")
+    runs = [(p, m, b) for p in args.presets for m in args.modes for b in args.batch_size]
+    for i, (preset, mode, batch) in enumerate(runs):
+        train = DataLoader(TensorDataset(x[:half], y[:half]), batch_size=batch, shuffle=True)
+        valid = DataLoader(TensorDataset(x[half:], y[half:]), batch_size=batch, shuffle=True)
+        settings = SearchSettings(num_classes=3, epochs=args.epochs, unrolled=(mode == 'unrolled'),
+                                  optimization_mode=None if args.penalty == 'none' else args.penalty,
+                                  device=args.device, joint_passes=JOINT[args.joint],
+                                  partial_channels=args.partial_channels, **PRESETS[preset],
+                                  **({'primitives': tuple(args.primitives)} if args.primitives else {}))
+        profiling = args.profile > 0 and i == len(runs) - 1
+        with profiled(profiling, args.device) as prof:
             result = search(train, valid, settings)
-            epochs = result.history[1:] or result.history  # skip warm-up epoch when possible
-            sec = sum(r.seconds for r in epochs) / len(epochs)
-            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            label = preset if args.partial_channels == 1 else f"{preset}/pc{args.partial_channels}"
-            print(f"{label:6} {mode:9} {result.update_scheme:11} {sec:8.3f} {half / sec:10.1f} {rss:12.0f}",
-                  flush=True)
+        epochs = result.history[1:] or result.history  # skip warm-up epoch when possible
+        sec = sum(r.seconds for r in epochs) / len(epochs)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        label = preset if args.partial_channels == 1 else f"{preset}/pc{args.partial_channels}"
+        print(f"{label:6} {mode:9} {batch:5d} {result.update_scheme:11} {sec:8.3f} {half / sec:10.1f} {rss:12.0f}",
+              flush=True)
+        if profiling:
+            key = 'self_cuda_time_total' if args.device.startswith('cuda') else 'self_cpu_time_total'
+            print(prof.key_averages().table(sort_by=key, row_limit=args.profile))
 
+
+@contextlib.contextmanager
+def profiled(enabled: bool, device: str):
+    """The PyTorch profiler around one run (timings under it are slower: profile, then time separately)."""
+    if not enabled:
+        yield None
+        return
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device.startswith('cuda'):
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        yield prof
 
 if __name__ == '__main__':
     main()

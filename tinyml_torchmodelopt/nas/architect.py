@@ -94,7 +94,7 @@ class Architect:
         self.budget, self.budget_rate, self.budget_quadratic = budget, budget_rate, budget_quadratic
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=arch_learning_rate,
                                           betas=(0.5, 0.999), weight_decay=arch_weight_decay)
-        self.last_val_loss = 0.0
+        self.last_val_loss = torch.zeros(())
         self.fd_radius = 1e-2  # DARTS: eps = 0.01 / ||v|| for the finite-difference Hessian product
 
     # -- regularisers -----------------------------------------------------------
@@ -123,7 +123,7 @@ class Architect:
                 val_loss = self.model.loss(x_valid, y_valid)
             grads = list(torch.autograd.grad(val_loss, alphas))
         self._update_alphas(grads)
-        self.last_val_loss = float(val_loss.detach())
+        self.last_val_loss = val_loss.detach()  # a tensor: reading it would sync a GPU
         return val_loss.detach()
 
     def joint_step(self, x_train, y_train, x_valid, y_valid) -> StepResult:
@@ -140,7 +140,7 @@ class Architect:
         train_loss, val_loss = model.joint_losses(x_train, y_train, x_valid, y_valid)
         grads = torch.autograd.grad(train_loss + val_loss, alphas + weights)
         self._update_alphas(list(grads[:len(alphas)]))
-        self.last_val_loss = float(val_loss.detach())
+        self.last_val_loss = val_loss.detach()  # a tensor: reading it would sync a GPU
         return StepResult(train_loss.detach(), list(grads[len(alphas):]), val_loss.detach(), model.last_logits,
                           model.last_valid_logits)
 

@@ -25,7 +25,7 @@ from .genotypes import PRIMITIVES_CNN, Genotype_CNN, genotype_from_dict, genotyp
 from .model import NetworkCnn, check_stem_pool
 from .model_search_cnn import SearchNetwork
 from .operations import PARAMETER_FREE
-from .utils import BatchSource, SampleStream, accuracy, load_checkpoint, save_checkpoint
+from .utils import BatchSource, SampleStream, correct, load_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -284,11 +284,13 @@ def _epoch_batches(train: BatchSource, gen: torch.Generator, min_steps: int, max
 
 def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target, update_alphas=True) -> dict:
     model.train()
-    sums = dict(train_loss=0.0, train_correct=0, train_n=0, valid_loss=0.0, valid_correct=0, valid_n=0)
     weights = model.weights()
     joint = _use_joint_passes(model, settings, train)
     stream = SampleStream(valid, gen) if valid.in_memory else None
     valid_iter = None if stream else valid.batches(gen)
+    # per-step metrics stay on the device and are read once per epoch: on a GPU every read is a sync
+    metrics: list[torch.Tensor] = []
+    train_n = valid_n = 0
     for x, y in _epoch_batches(train, gen, settings.min_steps_per_epoch, settings.max_steps_per_epoch):
         if stream is not None:
             xv, yv = stream.take(len(x))
@@ -310,16 +312,14 @@ def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target,
         if settings.grad_clip:
             torch.nn.utils.clip_grad_norm_(weights, settings.grad_clip, foreach=True)
         w_opt.step()
-        sums['valid_loss'] += float(step.valid_loss) * len(yv)
-        sums['valid_correct'] += accuracy(step.valid_logits, yv)
-        sums['valid_n'] += len(yv)
-        sums['train_loss'] += float(step.train_loss) * len(y)
-        sums['train_correct'] += accuracy(step.train_logits, y)
-        sums['train_n'] += len(y)
-    tn, vn = max(1, sums['train_n']), max(1, sums['valid_n'])
-    return dict(train_loss=sums['train_loss'] / tn, train_acc=sums['train_correct'] / tn,
-                valid_loss=sums['valid_loss'] / vn, valid_acc=sums['valid_correct'] / vn,
-                samples=sums['train_n'])
+        metrics.append(torch.stack([step.train_loss.float() * len(y), correct(step.train_logits, y),
+                                    step.valid_loss.float() * len(yv), correct(step.valid_logits, yv)]))
+        train_n, valid_n = train_n + len(y), valid_n + len(yv)
+    train_loss, train_correct, valid_loss, valid_correct = (
+        torch.stack(metrics).double().sum(0).tolist() if metrics else [0.0] * 4)
+    tn, vn = max(1, train_n), max(1, valid_n)
+    return dict(train_loss=train_loss / tn, train_acc=train_correct / tn,
+                valid_loss=valid_loss / vn, valid_acc=valid_correct / vn, samples=train_n)
 
 
 def _use_joint_passes(model, settings: SearchSettings, train: BatchSource) -> bool:

@@ -116,9 +116,9 @@ class SampleStream:
         return self.source.x[idx], self.source.y[idx]
 
 
-def accuracy(logits: torch.Tensor, y: torch.Tensor) -> int:
-    """Number of correct top-1 predictions."""
-    return int((logits.argmax(-1) == y).sum())
+def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Number of correct top-1 predictions, as a float tensor on the logits' device (no sync)."""
+    return (logits.argmax(-1) == y).sum().float()
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:

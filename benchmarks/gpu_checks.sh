@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The DARTS engine on a CUDA machine, in one go: the CUDA tests, search speed
+# (bench_nas.py) at batch 32 and 128, a profile of preset m, and the hello-world
+# NAS pipeline trained on the GPU. Logs go to ${OUT:-gpu_checks}/.
+#   PYTHON=python3 bash benchmarks/gpu_checks.sh
+set -uo pipefail
+py=${PYTHON:-python3}
+out=${OUT:-gpu_checks}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+$py -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+timeout 150 $py -m pytest -q -p no:cacheprovider tests/test_nas_cuda.py tests/test_nas_search.py 2>&1 \
+    | tail -5 | tee "$out/tests.log"
+timeout 240 $py benchmarks/bench_nas.py --device cuda --presets s m l --modes first unrolled \
+    --batch-size 32 128 --epochs 3 2>&1 | grep -v Warning | tee "$out/bench_cuda.log"
+timeout 60 $py benchmarks/bench_nas.py --device cuda --presets m --modes first --epochs 2 --profile 25 \
+    2>&1 | grep -v Warning > "$out/profile_m.log"; head -c 6000 "$out/profile_m.log"
+timeout 150 $py -m tinyml_modelzoo examples/hello_world/config_nas.yaml --set training.num_gpus=1 \
+    > "$out/pipeline.log" 2>&1; echo "pipeline rc $?"; tail -25 "$out/pipeline.log"
