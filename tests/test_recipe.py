@@ -2,16 +2,34 @@
 normalisation of time-domain features."""
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
+import torch
 
 from tinyml_modelzoo.config.schema import FeatureConfig, TrainingConfig
 from tinyml_modelzoo.datasets import DatasetSplits, Recording
 from tinyml_modelzoo.features import extract_features, resolve_plan
-from tinyml_modelzoo.recipe import (auto_batch_size, batch_size, fit_settings, is_circular, shift_candidates,
-                                    training_epochs)
+from tinyml_modelzoo import recipe
+from tinyml_modelzoo.recipe import (auto_batch_size, batch_size, describe_device, fit_settings, is_circular,
+                                    select_device, shift_candidates, training_epochs)
 
 RAW = "Generic_64Input_RAW_64Feature_1Frame"
+
+
+# ---------------------------------------------------------------- device
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the machine without a GPU")
+def test_asking_for_a_gpu_without_cuda_warns_once_and_trains_on_the_cpu(caplog):
+    recipe._warn_no_cuda.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="tinyml_modelzoo"):
+        assert select_device(TrainingConfig(num_gpus=1)) == "cpu"
+        assert select_device(TrainingConfig(num_gpus=1)) == "cpu"
+        assert select_device(TrainingConfig(num_gpus=0)) == "cpu"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "num_gpus" in warnings[0] and "no CUDA device" in warnings[0]
+    assert describe_device("cpu") == f"CPU ({torch.get_num_threads()} threads)"
 
 
 # ---------------------------------------------------------------- batch size

@@ -33,7 +33,7 @@ from .errors import UserError
 from .model_specs import write_spec_file
 from .plots import plot_alpha_evolution, plot_darts_pareto
 from .progress import progress
-from .recipe import batch_size, is_time_domain, steps_per_epoch
+from .recipe import batch_size, describe_device, is_time_domain, select_device, steps_per_epoch
 
 log = logging.getLogger("tinyml_modelzoo")
 CHECKPOINT = "search_checkpoint.pt"
@@ -162,7 +162,7 @@ def darts_settings(features, cfg: TrainingConfig, seed: int, device: DeviceInfo)
         penalty_weight=cfg.nas_penalty_weight if cfg.nas_penalty_weight is not None else DEFAULT_PENALTY_WEIGHT,
         target_params=cfg.nas_target_params, target_macs=cfg.nas_target_macs,
         beta_decay=cfg.nas_beta_decay or 0.0, partial_channels=cfg.nas_partial_channels, seed=seed,
-        device="cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu")
+        device=select_device(cfg))
     if cfg.nas_target_params is None and cfg.nas_target_macs is None and cfg.nas_penalty_weight is None:
         head_inputs = _skeleton(settings).classifier[-1].in_features
         target = default_target_params(cfg.nas_model_size or DEFAULT_DARTS_PRESET, features.num_classes, head_inputs)
@@ -225,9 +225,10 @@ def run_darts(features, cfg: TrainingConfig, common: CommonConfig, device: Devic
     train_loader = _loader(features.x_train, features.y_train, batch, common.seed)
     valid_loader = _loader(features.x_val, features.y_val, batch, common.seed + 1)
     log.info("DARTS search: %d cells, %d nodes, C=%d, stem x%d (pool %d), fanout %d, %s mode, %s, %d epochs "
-             "(%d weights-only warm-up)", settings.layers, settings.nodes_per_layer, settings.init_channels,
+             "(%d weights-only warm-up) on %s", settings.layers, settings.nodes_per_layer, settings.init_channels,
              settings.stem_multiplier, settings.stem_pool, settings.multiplier, settings.penalty_mode or "no penalty",
-             "unrolled" if settings.unrolled else "first-order", settings.epochs, settings.warmup_epochs)
+             "unrolled" if settings.unrolled else "first-order", settings.epochs, settings.warmup_epochs,
+             describe_device(settings.device))
 
     def on_epoch(record: EpochRecord) -> None:
         advance()

@@ -3,6 +3,8 @@ stage and the multi-trial search so that trials rank candidates the way the fina
 training will train them."""
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Optional
 
 import numpy as np
@@ -12,6 +14,8 @@ from tinyml_torchmodelopt.train import FitSettings
 
 from .config.schema import TrainingConfig
 
+log = logging.getLogger("tinyml_modelzoo")
+
 
 def is_time_domain(features) -> bool:
     """True when the features are raw samples (no spectral transform)."""
@@ -19,7 +23,23 @@ def is_time_domain(features) -> bool:
 
 
 def select_device(cfg: TrainingConfig) -> str:
+    """``"cuda"`` when ``training.num_gpus`` asks for a GPU and PyTorch sees one, else ``"cpu"``."""
+    if cfg.num_gpus > 0 and not torch.cuda.is_available():
+        _warn_no_cuda()
     return "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_no_cuda() -> None:  # once per process: the multi-trial search asks for every trial
+    log.warning("training.num_gpus asks for a GPU, but this PyTorch (%s) sees no CUDA device: training on the "
+                "CPU. Set num_gpus: 0 to silence this, or install a CUDA build of PyTorch.", torch.__version__)
+
+
+def describe_device(device: str) -> str:
+    """``'CPU (2 threads)'`` or ``'cuda (NVIDIA H200)'``: for the log lines of the search and the training."""
+    if device.startswith("cuda"):
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return f"CPU ({torch.get_num_threads()} threads)"
 
 
 AUTO_BATCH_MIN, AUTO_BATCH_MAX, AUTO_BATCH_DIVISOR = 8, 64, 8

@@ -32,7 +32,7 @@ from tinyml_torchmodelopt.train import EpochRecord, FitResult, fit
 from .config.schema import TrainingConfig
 from .plots import plot_training_curves
 from .progress import progress
-from .recipe import fit_settings, is_circular, is_time_domain, shift_candidates
+from .recipe import describe_device, fit_settings, is_circular, is_time_domain, shift_candidates
 
 log = logging.getLogger("tinyml_modelzoo")
 
@@ -93,6 +93,8 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
     start = time.perf_counter()
     results: list[tuple[FitResult, dict]] = []
     total_epochs = sum(r.epochs for r in runs) + (refit_settings.epochs if refit_settings else 0)
+    log.info("training on %s: %d epochs in all (%d candidate%s%s)", describe_device(runs[0].device), total_epochs,
+             len(runs), "s" if len(runs) > 1 else "", " + refit" if refit_settings else "")
     with progress(total_epochs, "training") as advance:
         for settings in runs:
             if len(runs) > 1:

@@ -119,7 +119,8 @@ class TrainingConfig:
                                   "in one pass over the clean (not augmented) training data, instead of keeping "
                                   "the running averages of the last augmented batches (UCR suite, DARTS: mean "
                                   "test accuracy 0.903 -> 0.928).")
-    num_gpus: int = opt(0, "GPUs to use (0 = CPU; 1 = first CUDA device when available).", min=0)
+    num_gpus: int = opt(0, "GPUs to use (0 = CPU; 1 = the first CUDA device; without one the run warns and "
+                        "uses the CPU). The tiny DARTS supernets gain little from a GPU (docs/nas_library.md).", min=0)
     # DARTS (nas_guide_darts.txt)
     nas_enabled: bool = opt(False, "Search the architecture with DARTS before training.")
     nas_epochs: int = opt(10, "DARTS search epochs.", min=1)
