@@ -111,6 +111,23 @@ def test_missing_compiler_falls_back_to_torch_kernels(monkeypatch, tmp_path, cap
         native.reset()
 
 
+def test_unwritable_cache_builds_in_the_temporary_folder(monkeypatch, tmp_path):
+    blocked = tmp_path / 'cache-is-a-file'
+    blocked.write_text('not a folder')  # mkdir below it fails, as on a read-only home folder
+    monkeypatch.setenv('TINYML_NATIVE_CACHE', str(blocked / 'native'))
+    monkeypatch.setattr(native.tempfile, 'gettempdir', lambda: str(tmp_path / 'tmp'))
+    native.reset()
+    try:
+        kernels = native.kernels()
+        if native.find_compiler() is None:
+            pytest.skip('no C compiler')
+        assert kernels is not None and kernels.path.parent == native.fallback_cache_dir()
+        assert str(kernels.path).startswith(str(tmp_path / 'tmp'))
+    finally:
+        monkeypatch.undo()
+        native.reset()
+
+
 def test_native_can_be_disabled_by_environment(monkeypatch):
     monkeypatch.setenv('TINYML_NAS_NATIVE', '0')
     native.reset()

@@ -62,6 +62,12 @@ def cache_dir() -> Path:
     return Path(base) / 'tinyml_modelzoo' / 'native'
 
 
+def fallback_cache_dir() -> Path:
+    """Where the kernels are built when :func:`cache_dir` cannot be written: a per-user temporary folder."""
+    user = os.getuid() if hasattr(os, 'getuid') else os.environ.get('USERNAME', 'user')
+    return Path(tempfile.gettempdir()) / f'tinyml_modelzoo-native-{user}'
+
+
 def find_compiler() -> str | None:
     return os.environ.get('CC') or shutil.which('cc') or shutil.which('gcc') or shutil.which('clang')
 
@@ -160,12 +166,21 @@ def _load() -> Kernels | None:
     if compiler is None:
         log.warning("no C compiler found (cc/gcc/clang): the DARTS supernet uses its slower PyTorch kernels")
         return None
-    target = cache_dir() / f'kernels-{_build_key(compiler)}.so'
-    try:
-        if not target.exists():
-            log.info("compiling DARTS supernet kernels to %s", target)
-            _compile(compiler, target)
-        return Kernels(ctypes.CDLL(str(target)), target)
-    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as err:
-        log.warning("DARTS supernet kernels unavailable, using the slower PyTorch kernels: %s", err)
-        return None
+    name = f'kernels-{_build_key(compiler)}.so'
+    folders = (cache_dir(), fallback_cache_dir())
+    for i, folder in enumerate(folders):
+        target = folder / name
+        try:
+            if not target.exists():
+                log.info("compiling DARTS supernet kernels to %s", target)
+                _compile(compiler, target)
+            return Kernels(ctypes.CDLL(str(target)), target)
+        except OSError as err:  # e.g. a read-only home folder: the temporary folder is tried next
+            if i + 1 < len(folders):
+                log.info("cannot use %s for the DARTS supernet kernels (%s); trying %s", folder, err, folders[i + 1])
+                continue
+            log.warning("DARTS supernet kernels unavailable, using the slower PyTorch kernels: %s", err)
+        except (RuntimeError, subprocess.SubprocessError, AttributeError) as err:
+            log.warning("DARTS supernet kernels unavailable, using the slower PyTorch kernels: %s", err)
+            return None
+    return None
