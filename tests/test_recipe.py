@@ -29,7 +29,14 @@ def test_asking_for_a_gpu_without_cuda_warns_once_and_trains_on_the_cpu(caplog):
         assert select_device(TrainingConfig(num_gpus=0)) == "cpu"
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "num_gpus" in warnings[0] and "no CUDA device" in warnings[0]
-    assert describe_device("cpu") == f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert describe_device("cpu") == "CPU (1 thread)"
+        torch.set_num_threads(2)
+        assert describe_device("cpu") == "CPU (2 threads)"
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ---------------------------------------------------------------- batch size

@@ -36,10 +36,11 @@ def _warn_no_cuda() -> None:  # once per process: the multi-trial search asks fo
 
 
 def describe_device(device: str) -> str:
-    """``'CPU (2 threads)'`` or ``'cuda (NVIDIA H200)'``: for the log lines of the search and the training."""
+    """``'CPU (1 thread)'`` or ``'cuda (NVIDIA H200)'``: for the log lines of the search and the training."""
     if device.startswith("cuda"):
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
 
 
 AUTO_BATCH_MIN, AUTO_BATCH_MAX, AUTO_BATCH_DIVISOR = 8, 64, 8
