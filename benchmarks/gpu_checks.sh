@@ -14,7 +14,8 @@ timeout 150 $py -m pytest -q -p no:cacheprovider tests/test_nas_cuda.py tests/te
     | tail -5 | tee "$out/tests.log"
 timeout 240 $py benchmarks/bench_nas.py --device cuda --presets s m l --modes first unrolled \
     --batch-size 32 128 --epochs 3 2>&1 | grep -v Warning | tee "$out/bench_cuda.log"
-timeout 60 $py benchmarks/bench_nas.py --device cuda --presets m --modes first --epochs 2 --profile 25 \
-    2>&1 | grep -v Warning > "$out/profile_m.log"; head -c 6000 "$out/profile_m.log"
+# one epoch only: the profiler's trace of two (170k events) did not finish in 60 s on an H200 machine
+timeout 120 $py benchmarks/bench_nas.py --device cuda --presets m --modes first --epochs 1 --profile 25 \
+    > "$out/profile_m.log" 2>&1; grep -v Warning "$out/profile_m.log" | head -c 6000
 timeout 150 $py -m tinyml_modelzoo examples/hello_world/config_nas.yaml --set training.num_gpus=1 \
     > "$out/pipeline.log" 2>&1; echo "pipeline rc $?"; tail -25 "$out/pipeline.log"
