@@ -58,13 +58,16 @@ class FitResult:
 
 def make_optimizer(model: nn.Module, settings: FitSettings) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    # foreach: one multi-tensor update instead of a Python loop over ~100 small tensors
+    # (the default on GPUs; on the CPU bit-identical and a few % of a tiny model's training time)
     if settings.optimizer == "sgd":
         return torch.optim.SGD(params, lr=settings.learning_rate, momentum=0.9,
-                               weight_decay=settings.weight_decay, nesterov=True)
+                               weight_decay=settings.weight_decay, nesterov=True, foreach=True)
     if settings.optimizer == "adam":
-        return torch.optim.Adam(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        return torch.optim.Adam(params, lr=settings.learning_rate, weight_decay=settings.weight_decay, foreach=True)
     if settings.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+        return torch.optim.AdamW(params, lr=settings.learning_rate, weight_decay=settings.weight_decay,
+                                 foreach=True)
     raise ValueError(f"unknown optimizer {settings.optimizer!r}; expected adam, adamw or sgd")
 
 
