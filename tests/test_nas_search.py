@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from nas_toys import _settings, toy_loaders
 from tinyml_torchmodelopt.nas import Architect, NetworkCnn, SearchNetwork, derive_genotype, search, search_and_get_model
@@ -330,3 +331,20 @@ def test_stem_pool_is_validated():
     train, valid = toy_loaders(length=12)
     with pytest.raises(ValueError, match='stem_pool=4 leaves 3 of 12'):
         search(train, valid, _settings(stem_pool=4, epochs=1))
+    train, valid = toy_loaders(length=3)
+    with pytest.raises(ValueError, match='inputs of 3 samples are too short'):
+        search(train, valid, _settings(epochs=1))
+
+
+@pytest.mark.parametrize('labels, found', [(4, 'label 3'), (-1, 'label -1')])
+def test_labels_outside_num_classes_are_named(labels, found):
+    x = torch.randn(32, 1, 16)
+    y = torch.arange(32) % 3
+    y[5] = 3 if labels == 4 else -1
+    bad = DataLoader(TensorDataset(x, y), batch_size=8)
+    good, _ = toy_loaders(n=32, length=16)
+    with pytest.raises(ValueError, match=f'the validation loader has {found}; labels must be 0..2 for num_classes=3'):
+        search(good, bad, _settings(epochs=1))
+    big = dataclasses.replace(_settings(epochs=1), in_memory_max_bytes=0)  # streamed batches
+    with pytest.raises(ValueError, match=f'the training loader has {found}'):
+        search(bad, good, big)

@@ -80,7 +80,8 @@ class SearchSettings:
         if self.layers < 3:
             raise ValueError(f"layers: got {self.layers}; the minimum is 3")
         if not 1 <= self.multiplier <= self.nodes_per_layer:
-            raise ValueError(f"multiplier: got {self.multiplier}; expected 1..nodes_per_layer")
+            raise ValueError(f"multiplier (fanout concat): got {self.multiplier}; expected 1..nodes_per_layer "
+                             f"(1..{self.nodes_per_layer})")
         check_stem_pool(self.stem_pool)
         if not 0 <= self.warmup_epochs < self.epochs:
             raise ValueError(f"warmup_epochs: got {self.warmup_epochs}; expected 0..epochs-1 "
@@ -182,12 +183,16 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
     device = torch.device(settings.device)
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
-    train = BatchSource(train_loader, device, settings.in_memory_max_bytes)
-    valid = BatchSource(valid_loader, device, settings.in_memory_max_bytes)
+    train = BatchSource(train_loader, device, settings.in_memory_max_bytes, num_classes=settings.num_classes,
+                        name='training')
+    valid = BatchSource(valid_loader, device, settings.in_memory_max_bytes, num_classes=settings.num_classes,
+                        name='validation')
     in_channels, length = train.sample_shape
     if in_channels != settings.in_channels:
         raise ValueError(f"data has {in_channels} channels; settings.in_channels is {settings.in_channels}")
     if length // settings.stem_pool < 4:
+        if settings.stem_pool == 1:
+            raise ValueError(f"inputs of {length} samples are too short: the cells need at least 4")
         raise ValueError(f"stem_pool={settings.stem_pool} leaves {length // settings.stem_pool} of {length} "
                          "samples for the cells; use a smaller stem_pool (>= 4 samples are needed)")
 

@@ -34,13 +34,14 @@ class BatchSource:
     """
 
     def __init__(self, loader: DataLoader, device: torch.device, max_bytes: int = 256 * 2 ** 20,
-                 shuffle: bool = True):
+                 shuffle: bool = True, num_classes: int | None = None, name: str = 'data'):
         self.loader, self.device, self.shuffle = loader, device, shuffle
+        self.num_classes, self.name = num_classes, name
         self.batch_size = getattr(loader, 'batch_size', None)
         self.x = self.y = None
         xs, ys, nbytes = [], [], 0
         for batch in loader:
-            x, y = unpack_batch(batch)
+            x, y = self._checked(batch)
             if self.batch_size is None:
                 self.batch_size = len(x)
             xs.append(x)
@@ -55,6 +56,16 @@ class BatchSource:
             self.x = torch.cat(xs).to(device)
             self.y = torch.cat(ys).to(device)
         self.batch_size = int(self.batch_size or 32)
+
+    def _checked(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`unpack_batch`, with the labels checked against ``num_classes`` (on the loader's device)."""
+        x, y = unpack_batch(batch)
+        if self.num_classes is not None and len(y):
+            low, high = int(y.min()), int(y.max())
+            if low < 0 or high >= self.num_classes:
+                raise ValueError(f"the {self.name} loader has label {low if low < 0 else high}; labels must be "
+                                 f"0..{self.num_classes - 1} for num_classes={self.num_classes}")
+        return x, y
 
     @property
     def in_memory(self) -> bool:
@@ -76,7 +87,7 @@ class BatchSource:
     def batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.in_memory:
             for batch in self.loader:
-                x, y = unpack_batch(batch)
+                x, y = self._checked(batch)
                 if len(x) > 1:
                     yield x.to(self.device), y.to(self.device)
             return
