@@ -63,6 +63,17 @@ def test_overrides_are_yaml_typed(tmp_path):
     assert config.training.nas_enabled is True
 
 
+def test_scientific_numbers_without_a_dot_are_numbers(tmp_path):
+    # PyYAML reads 1e-3 as the text '1e-3' (YAML 1.1 wants 1.0e-3); the config takes it as the number meant
+    config = load_config(write(tmp_path, "training:\n  learning_rate: 1e-3\n  weight_decay: 5E-4\n"),
+                         ["training.nas_target_params=4e3", "training.training_epochs=1.5e1"])
+    assert config.training.learning_rate == 0.001 and config.training.weight_decay == 0.0005
+    assert config.training.nas_target_params == 4000 and config.training.training_epochs == 15
+    text = problems(tmp_path, {"training": {"training_epochs": "1e-1", "learning_rate": "1e-3x"}})
+    assert "training.training_epochs: got 0.1; expected a whole number" in text
+    assert "training.learning_rate: got '1e-3x'; expected a number" in text
+
+
 def test_bad_override_syntax(tmp_path):
     assert "SECTION.KEY=VALUE" in problems(tmp_path, {}, ["training_epochs=3"])
 

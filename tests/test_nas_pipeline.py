@@ -104,6 +104,17 @@ def test_tiny_darts_run_then_retrain_the_found_spec(tmp_path):
     assert again["model"]["params"] == summary["model"]["params"] and "nas" not in again
 
 
+def test_a_diverged_search_is_a_clear_error(tmp_path, capsys):
+    args = ["examples/hello_world/config_nas.yaml", "--set", f"common.output_dir={tmp_path / 'runs'}",
+            "--set", "dataset.hello_world_files_per_class=4", "--set", "training.nas_epochs=4",
+            "--set", "training.nas_nodes_per_layer=2", "--set", "training.nas_fanout_concat=2",
+            "--set", "training.nas_arch_learning_rate=1e38"]
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "DARTS search diverged, search epoch" in err and "the loss is no longer finite" in err
+    assert "training.nas_arch_learning_rate" in err and "Traceback" not in err
+
+
 def test_tiny_multi_trial_run_through_the_pipeline(tmp_path):
     args = ["examples/hello_world/config_nas_multitrial.yaml", "--set", f"common.output_dir={tmp_path / 'runs'}",
             "--set", "dataset.hello_world_files_per_class=4", "--set", "nas.num_trials=3",

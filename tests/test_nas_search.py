@@ -348,3 +348,13 @@ def test_labels_outside_num_classes_are_named(labels, found):
     big = dataclasses.replace(_settings(epochs=1), in_memory_max_bytes=0)  # streamed batches
     with pytest.raises(ValueError, match=f'the training loader has {found}'):
         search(bad, good, big)
+
+
+def test_non_finite_inputs_and_a_diverged_search_raise_clear_errors():
+    train, valid = toy_loaders(n=32, length=16)
+    x = torch.randn(16, 1, 16)
+    x[3, 0, 7] = float('nan')
+    with pytest.raises(ValueError, match='the validation loader gives non-finite inputs'):
+        search(train, DataLoader(TensorDataset(x, torch.arange(16) % 3), batch_size=8), _settings(epochs=1))
+    with pytest.raises(FloatingPointError, match='search epoch 2: the loss is no longer finite'):
+        search(train, valid, _settings(epochs=2, lr=1e38))

@@ -240,8 +240,12 @@ def run_darts(features, cfg: TrainingConfig, common: CommonConfig, device: Devic
     # the library also raises its notes as Python warnings; the run log gets each once, without source lines
     with progress(settings.epochs, "DARTS search") as advance, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = search(train_loader, valid_loader, settings, on_epoch=on_epoch,
-                        checkpoint_path=out_dir / CHECKPOINT)
+        try:
+            result = search(train_loader, valid_loader, settings, on_epoch=on_epoch,
+                            checkpoint_path=out_dir / CHECKPOINT)
+        except FloatingPointError as exc:  # a diverged search: the architecture learning rate is the knob
+            raise UserError(f"DARTS search diverged, {exc}; the config key is training.nas_arch_learning_rate"
+                            ) from exc
     for warning in result.warnings:
         log.warning("NAS: %s", warning)
     for other in caught:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -154,8 +155,15 @@ def _check_value(hint, f: dataclasses.Field, value: Any, where: str, problems: l
     return value
 
 
+# YAML 1.1 (PyYAML) reads 1e-3 as text: a float needs a dot (1.0e-3). Numbers in this
+# scientific form are taken as numbers, as the person who wrote them meant.
+_SCIENTIFIC = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def _coerce(base, value: Any, where: str, problems: list[str]):
     """Check ``value`` against the annotated type; ints are accepted where floats are."""
+    if base in (int, float) and isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        value = float(value)
     if base is bool:
         if isinstance(value, bool):
             return value

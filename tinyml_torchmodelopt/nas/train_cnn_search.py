@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import time
 import warnings
@@ -244,6 +245,11 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
         with kept:
             stats = _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target,
                                update_alphas=learning)
+        if not math.isfinite(stats['train_loss'] + stats['valid_loss']):
+            raise FloatingPointError(f"search epoch {epoch + 1}: the loss is no longer finite (train "
+                                     f"{stats['train_loss']}, validation {stats['valid_loss']}); lower the "
+                                     f"learning rates (lr={settings.lr}, arch_learning_rate="
+                                     f"{settings.arch_learning_rate})")
         sched.step()
         seconds = time.perf_counter() - t0
         genotype = model.genotype()

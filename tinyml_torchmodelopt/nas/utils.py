@@ -58,8 +58,12 @@ class BatchSource:
         self.batch_size = int(self.batch_size or 32)
 
     def _checked(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`unpack_batch`, with the labels checked against ``num_classes`` (on the loader's device)."""
+        """:func:`unpack_batch`, with finite inputs and labels in ``0..num_classes-1`` checked (on the
+        loader's device, before any copy to the search device)."""
         x, y = unpack_batch(batch)
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"the {self.name} loader gives non-finite inputs (NaN or inf); "
+                             "remove or impute them before the search")
         if self.num_classes is not None and len(y):
             low, high = int(y.min()), int(y.max())
             if low < 0 or high >= self.num_classes:
