@@ -21,6 +21,7 @@ any work starts, and the fully resolved config is written to the run folder as
 `config_resolved.yaml`. Any value can be overridden on the command line:
 `--set training.training_epochs=5` (the value is read as YAML).
 Booleans are YAML booleans (`True`/`False`, no quotes); an empty value means "not set".
+Numbers may be written `1e-3` (plain YAML would read that as text).
 """
 
 
