@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nas_toys import _settings, toy_loaders
 from tinyml_torchmodelopt.nas import Architect, NetworkCnn, SearchNetwork, derive_genotype, search, search_and_get_model
+from tinyml_torchmodelopt.nas.train_cnn_search import settings_from_args
 from tinyml_torchmodelopt.nas.utils import spearman
 from tinyml_torchmodelopt.profile import profile_model
 
@@ -157,6 +158,12 @@ def test_search_and_get_model_namespace_raw_4d():
     assert model.cells[0].preprocess1[0].out_channels == 3  # exact channels, no rounding
     assert model(torch.randn(4, 2, 32, 1)).shape == (4, 3)
     assert len(model.search_result.history) == 1
+    for word, mode in (('memory', 'Memory'), ('COMPUTE', 'Compute'), ('None', None)):  # the seed's words, any case
+        assert settings_from_args(argparse.Namespace(**{**vars(args), 'nas_optimization_mode': word})
+                                  ).optimization_mode == mode
+    for missing in ('num_classes', 'valid_loader'):
+        with pytest.raises(ValueError, match=f'args has no {missing}; the Namespace needs'):
+            search_and_get_model(argparse.Namespace(**{k: v for k, v in vars(args).items() if k != missing}))
 
 
 @pytest.mark.parametrize('kind', ['params', 'macs'])

@@ -403,8 +403,8 @@ def settings_from_args(args) -> SearchSettings:
     if device is None:
         device = f'cuda:{int(gpu)}' if gpu is not None and torch.cuda.is_available() else 'cpu'
     mode = get('nas_optimization_mode', None)
-    if isinstance(mode, str) and mode.lower() in ('none', ''):
-        mode = None
+    if isinstance(mode, str):  # the seed's spellings, in any case
+        mode = {'none': None, '': None, 'memory': 'Memory', 'compute': 'Compute'}.get(mode.strip().lower(), mode)
     kw = dict(num_classes=int(args.num_classes), init_channels=int(get('nas_init_channels', 4)),
               layers=int(get('nas_layers', 3)), in_channels=int(get('in_channels', 1)),
               with_input_batchnorm=bool(get('with_input_batchnorm', True)),
@@ -428,6 +428,10 @@ def search_and_get_model(args) -> NetworkCnn:
     """Run the search described by ``args`` (seed README Namespace) and return the
     untrained final network; ``model.genotype`` holds the genotype and
     ``model.search_result`` the full :class:`SearchResult`."""
+    missing = [name for name in ('num_classes', 'train_loader', 'valid_loader') if getattr(args, name, None) is None]
+    if missing:
+        raise ValueError(f"search_and_get_model: args has no {', '.join(missing)}; the Namespace needs num_classes, "
+                         "train_loader and valid_loader (docs/nas_library.md lists every field)")
     mode = getattr(args, 'mode', 'cnn')
     if mode not in (None, 'cnn'):
         raise ValueError(f"mode: got {mode!r}; only 'cnn' is supported")
