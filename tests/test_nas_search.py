@@ -365,3 +365,10 @@ def test_non_finite_inputs_and_a_diverged_search_raise_clear_errors():
         search(train, DataLoader(TensorDataset(x, torch.arange(16) % 3), batch_size=8), _settings(epochs=1))
     with pytest.raises(FloatingPointError, match='search epoch 2: the loss is no longer finite'):
         search(train, valid, _settings(epochs=2, lr=1e38))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the machine without a GPU')
+def test_a_cuda_device_without_cuda_is_refused_by_name():
+    train, valid = toy_loaders(n=32, length=16)
+    with pytest.raises(ValueError, match="device 'cuda'.*sees no CUDA device"):
+        search(train, valid, _settings(epochs=1, device='cuda'))

@@ -182,6 +182,9 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
     """Bilevel DARTS search. Resumes from ``checkpoint_path`` when it exists and
     rewrites it (atomically) after every epoch."""
     device = torch.device(settings.device)
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {settings.device!r}: this PyTorch ({torch.__version__}) sees no CUDA device; "
+                         "use device='cpu'")
     torch.manual_seed(settings.seed)
     gen = torch.Generator().manual_seed(settings.seed)
     train = BatchSource(train_loader, device, settings.in_memory_max_bytes, num_classes=settings.num_classes,
