@@ -24,9 +24,12 @@ def is_time_domain(features) -> bool:
 
 def select_device(cfg: TrainingConfig) -> str:
     """``"cuda"`` when ``training.num_gpus`` asks for a GPU and PyTorch sees one, else ``"cpu"``."""
-    if cfg.num_gpus > 0 and not torch.cuda.is_available():
-        _warn_no_cuda()
-    return "cuda" if cfg.num_gpus > 0 and torch.cuda.is_available() else "cpu"
+    if cfg.num_gpus == 0:
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    _warn_no_cuda()
+    return "cpu"
 
 
 @functools.lru_cache(maxsize=1)

@@ -167,20 +167,22 @@ def _load() -> Kernels | None:
         log.warning("no C compiler found (cc/gcc/clang): the DARTS supernet uses its slower PyTorch kernels")
         return None
     name = f'kernels-{_build_key(compiler)}.so'
-    folders = (cache_dir(), fallback_cache_dir())
-    for i, folder in enumerate(folders):
-        target = folder / name
+    error: Exception | None = None
+    for folder in (cache_dir(), fallback_cache_dir()):  # e.g. a read-only home: the temporary folder next
         try:
-            if not target.exists():
-                log.info("compiling DARTS supernet kernels to %s", target)
-                _compile(compiler, target)
-            return Kernels(ctypes.CDLL(str(target)), target)
-        except OSError as err:  # e.g. a read-only home folder: the temporary folder is tried next
-            if i + 1 < len(folders):
-                log.info("cannot use %s for the DARTS supernet kernels (%s); trying %s", folder, err, folders[i + 1])
-                continue
-            log.warning("DARTS supernet kernels unavailable, using the slower PyTorch kernels: %s", err)
-        except (RuntimeError, subprocess.SubprocessError, AttributeError) as err:
-            log.warning("DARTS supernet kernels unavailable, using the slower PyTorch kernels: %s", err)
-            return None
+            return _build_and_load(compiler, folder / name)
+        except OSError as err:
+            log.info("cannot use %s for the DARTS supernet kernels: %s", folder, err)
+            error = err
+        except (RuntimeError, subprocess.SubprocessError, AttributeError) as err:  # the build itself failed
+            error = err
+            break
+    log.warning("DARTS supernet kernels unavailable, using the slower PyTorch kernels: %s", error)
     return None
+
+
+def _build_and_load(compiler: str, target: Path) -> Kernels:
+    if not target.exists():
+        log.info("compiling DARTS supernet kernels to %s", target)
+        _compile(compiler, target)
+    return Kernels(ctypes.CDLL(str(target)), target)
