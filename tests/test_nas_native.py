@@ -95,6 +95,23 @@ def test_native_im2col_and_its_adjoint(k, stride, padding, L, monkeypatch):
     assert torch.allclose((fast * g).sum(), (x * fast_adj).sum(), atol=1e-9)
 
 
+@needs_kernels
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('M, K, N', [(1, 1, 1), (7, 3, 45), (8, 28, 96), (13, 112, 515), (64, 5, 2048), (3, 0, 40)])
+@pytest.mark.parametrize('transposed, accumulate', [(False, False), (True, True), (True, False)])
+def test_native_thin_matmul_equals_torch(dtype, M, K, N, transposed, accumulate):
+    g = torch.Generator().manual_seed(M * N + K)
+    a = torch.randn(K, M, generator=g, dtype=dtype).t() if transposed else torch.randn(M, K, generator=g, dtype=dtype)
+    wide_b = torch.randn(K, N + 9, generator=g, dtype=dtype)
+    b = wide_b[:, 4:N + 4]  # rows with a stride of their own
+    out = torch.randn(M + 2, N + 3, generator=g, dtype=dtype)
+    expected = out.clone()
+    expected[1:M + 1, :N] = (expected[1:M + 1, :N] if accumulate else 0) + a @ b
+    fused_ops._mm_into(out[1:M + 1, :N], a, b, accumulate)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    assert torch.allclose(out, expected, atol=tol * max(K, 1), rtol=tol)  # and nothing outside the view written
+
+
 def test_missing_compiler_falls_back_to_torch_kernels(monkeypatch, tmp_path, caplog):
     monkeypatch.setenv('CC', str(tmp_path / 'no-such-cc'))
     monkeypatch.setenv('TINYML_NATIVE_CACHE', str(tmp_path / 'cache'))

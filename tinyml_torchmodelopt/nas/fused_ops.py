@@ -90,6 +90,22 @@ def _patches(x: torch.Tensor, k: int, stride: int, padding: int, n: int | None =
     return cols.permute(3, 0, 1, 2).reshape(k * C, -1)
 
 
+def _mm_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate: bool = False) -> None:
+    """out (+)= a @ b with the compiled thin-matrix kernel when it applies (``native/gemm.h``), else PyTorch's.
+
+    The convs' products are thin (tens of rows, thousands of columns), a shape BLAS threads
+    poorly; ``a`` may be any strided view, ``b`` and ``out`` need contiguous rows.
+    """
+    K = native.kernels()
+    if K is not None and K.supports(out, a, b) and b.stride(1) == 1 and out.stride(1) == 1:
+        K.call('gemm', a.dtype, a, a.stride(0), a.stride(1), a.shape[0], a.shape[1], b, b.stride(0), b.shape[1],
+               out, out.stride(0), int(accumulate))
+    elif accumulate:
+        out.addmm_(a, b)
+    else:
+        torch.mm(a, b, out=out)
+
+
 def _col2im(gcols: torch.Tensor, x_shape, k: int, stride: int, padding: int,
             into: torch.Tensor | None = None) -> torch.Tensor:
     """Adjoint of :func:`_patches` (all samples): (k*C, N*L_out) -> (C, N, L), added to ``into`` if given."""
@@ -141,7 +157,7 @@ def _conv_forward(x, wmat, kmax: int, blocks, stride: int, padding: int, with_pa
     out = scratch('conv_out', shape, cols) if temporary else cols.new_empty(shape)
     for r0, r1, k in blocks:
         lo = (kmax // 2 - k // 2) * C
-        torch.mm(wmat[r0:r1, lo:lo + k * C], cols[lo:lo + k * C], out=out[r0:r1])
+        _mm_into(out[r0:r1], wmat[r0:r1, lo:lo + k * C], cols[lo:lo + k * C])
     return (out, cols) if with_patches else out
 
 
@@ -163,10 +179,10 @@ def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, spl
             if gcols is None:
                 gcols = scratch('grad_patches', (kmax * C, g.shape[1]), g)
                 if k == kmax:
-                    torch.mm(w_t, g[r0:r1], out=gcols)
+                    _mm_into(gcols, w_t, g[r0:r1])
                     continue
                 gcols.zero_()
-            gcols[lo:lo + k * C].addmm_(w_t, g[r0:r1])
+            _mm_into(gcols[lo:lo + k * C], w_t, g[r0:r1], accumulate=True)
         grad_x = _col2im(gcols, x.shape, kmax, stride, padding, grad_x_into)
     if want_w:
         if patches is None:

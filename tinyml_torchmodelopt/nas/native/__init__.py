@@ -34,7 +34,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent
-SOURCES = ('kernels.c', 'kernels.h')
+SOURCES = ('kernels.c', 'kernels.h', 'gemm.h')
 CFLAGS = ('-O3', '-fopenmp-simd', '-fPIC', '-shared', '-fno-math-errno', '-fno-trapping-math')
 # Tried in order until one builds: OpenMP + this CPU's vector units, then without OpenMP, then portable.
 FLAG_SETS = (('-march=native', '-fopenmp'), ('-march=native',), ())
@@ -51,6 +51,7 @@ SIGNATURES = {  # name: argument types (pointers _P, integers _I, floats _D)
     'mix_forward': (_P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _P),
     'mix_backward': (_P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _I, _I, _P, _P, _P, _P),
     'bn_backward': (_P, _P, _I, _I, _I, _P, _P),
+    'gemm': (_P, _I, _I, _I, _I, _P, _I, _I, _P, _I, _I),
 }
 _SUFFIX = {torch.float32: 'f32', torch.float64: 'f64'}
 

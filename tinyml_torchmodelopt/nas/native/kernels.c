@@ -52,14 +52,21 @@ static int chunk_at(const ChunkPlan *p, i64 idx, Chunk *k) {
     return 1;
 }
 
+/* FN(name): the copy of a function for the current REAL type, e.g. gemm_f32. */
+#define CAT_(a, b) a##_##b
+#define CAT(a, b) CAT_(a, b)
+#define FN(name) CAT(name, SUF)
+
 #define REAL float
 #define SUF f32
 #include "kernels.h"
+#include "gemm.h"
 #undef REAL
 #undef SUF
 
 #define REAL double
 #define SUF f64
 #include "kernels.h"
+#include "gemm.h"
 #undef REAL
 #undef SUF

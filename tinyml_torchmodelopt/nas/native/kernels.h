@@ -12,10 +12,6 @@
  * vectorises the innermost loop; reductions accumulate in double.
  */
 
-#define CAT_(a, b) a##_##b
-#define CAT(a, b) CAT_(a, b)
-#define FN(name) CAT(name, SUF)
-
 /* Valid output range [*lo0, *lo1) of a tap with input offset off = t - pad. */
 static void FN(tap_range)(i64 off, i64 s, i64 L, i64 Lo, i64 *lo0, i64 *lo1) {
     i64 a = off < 0 ? (-off + s - 1) / s : 0;
@@ -420,11 +416,8 @@ void FN(bn_backward)(REAL *gy, const REAL *xh, i64 R, i64 halves, i64 M, const R
     }
 }
 
-#undef FN
 #undef DEFINE_CAND_GRAD
 #undef DEFINE_CAND_GRADS
 #undef CAND_GRAD_ROW
 #undef MAX_FUSED_EDGES
 #undef POOL_SCRATCH
-#undef CAT
-#undef CAT_
