@@ -53,6 +53,8 @@ def main(argv=None):
                    help='PC-DARTS: 1/K of the channels through the candidate ops (1 = off, the seed algorithm)')
     p.add_argument('--joint', default='auto', choices=['auto', 'on', 'off'],
                    help="first-order: one joint train/valid pass per iteration (auto: by activation size)")
+    p.add_argument('--cuda-graphs', default='on', choices=['on', 'off'],
+                   help='on a CUDA device: replay the joint pass from a captured CUDA graph')
     p.add_argument('--primitives', nargs='+', default=None,
                    help='candidate ops (names of OPS; default: the seed list PRIMITIVES_CNN)')
     args = p.parse_args(argv)
@@ -69,7 +71,8 @@ def main(argv=None):
         settings = SearchSettings(num_classes=3, epochs=args.epochs, unrolled=(mode == 'unrolled'),
                                   optimization_mode=None if args.penalty == 'none' else args.penalty,
                                   device=args.device, joint_passes=JOINT[args.joint],
-                                  partial_channels=args.partial_channels, **PRESETS[preset],
+                                  partial_channels=args.partial_channels, cuda_graphs=args.cuda_graphs == 'on',
+                                  **PRESETS[preset],
                                   **({'primitives': tuple(args.primitives)} if args.primitives else {}))
         profiling = args.profile > 0 and i == len(runs) - 1
         with profiled(profiling, args.device) as prof:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The DARTS engine on a CUDA machine, in one go: the CUDA tests, search speed
-# (bench_nas.py) at batch 32 and 128, a profile of preset m, and the hello-world
+# (bench_nas.py) at batch 32 and 128, with and without CUDA graphs, a profile of preset m, and the hello-world
 # NAS pipeline trained on the GPU. Logs go to ${OUT:-gpu_checks}/.
 #   PYTHON=python3 bash benchmarks/gpu_checks.sh
 set -uo pipefail
@@ -12,8 +12,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 timeout 150 $py -m pytest -q -p no:cacheprovider tests/test_nas_cuda.py tests/test_nas_search.py 2>&1 \
     | tail -5 | tee "$out/tests.log"
-timeout 240 $py benchmarks/bench_nas.py --device cuda --presets s m l --modes first unrolled \
+timeout 200 $py benchmarks/bench_nas.py --device cuda --presets s m l --modes first unrolled \
     --batch-size 32 128 --epochs 3 2>&1 | grep -v Warning | tee "$out/bench_cuda.log"
+# the same first-order runs with the joint pass op by op (no CUDA graph): what the graph saves
+timeout 120 $py benchmarks/bench_nas.py --device cuda --presets s m l --modes first --batch-size 32 128 \
+    --epochs 3 --cuda-graphs off 2>&1 | grep -v Warning | tee "$out/bench_cuda_eager.log"
 # one epoch only: the profiler's trace of two (170k events) did not finish in 60 s on an H200 machine
 timeout 120 $py benchmarks/bench_nas.py --device cuda --presets m --modes first --epochs 1 --profile 25 \
     > "$out/profile_m.log" 2>&1; grep -v Warning "$out/profile_m.log" | head -c 6000

@@ -4,6 +4,7 @@ import torch
 
 from nas_toys import _settings, toy_loaders
 from tinyml_torchmodelopt.nas import SearchNetwork, search
+from tinyml_torchmodelopt.nas.cuda_graph import GraphedJointPass, eager_joint_pass
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
@@ -38,3 +39,47 @@ def test_search_on_cuda_follows_the_cpu_search(mode, monkeypatch):
         assert g.valid_loss == pytest.approx(c.valid_loss, rel=1e-3)
     assert torch.allclose(torch.tensor(gpu.history[-1].alphas_normal), torch.tensor(cpu.history[-1].alphas_normal),
                           atol=1e-3)
+
+
+def _joint_inputs(seed, n=8, length=48):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2 * n, 1, length, generator=g).cuda()
+    y = torch.randint(0, 3, (2 * n,), generator=g).cuda()
+    return x[:n], y[:n], x[n:], y[n:]
+
+
+def test_graphed_joint_pass_replays_the_eager_pass_on_new_batches():
+    torch.manual_seed(0)
+    net = SearchNetwork(4, 3, 4, nodes_per_layer=3, multiplier=3).cuda()
+    params = net.arch_parameters() + net.weights()
+    eager, graphed = eager_joint_pass(net, params), GraphedJointPass(net, params)
+    for seed in range(3):  # the first call captures, the next ones replay with other inputs
+        batch = _joint_inputs(seed)
+        want, got = eager(*batch), graphed(*batch)
+        assert not graphed.failed
+        assert torch.allclose(got.train_loss, want.train_loss, atol=1e-5)
+        assert torch.allclose(got.valid_loss, want.valid_loss, atol=1e-5)
+        assert torch.allclose(got.valid_logits, want.valid_logits, atol=1e-5)
+        for g, w in zip(got.grads, want.grads):
+            assert torch.allclose(g, w, atol=1e-5, rtol=1e-4)
+    assert len(graphed.graphs) == 1
+
+
+def test_a_pass_that_cannot_be_captured_runs_eagerly(caplog):
+    torch.manual_seed(0)
+    net = SearchNetwork(4, 3, 4, nodes_per_layer=3, multiplier=3).cuda()
+    losses = net.joint_losses
+
+    def syncing_losses(*batch):  # reading a value on the host is refused inside a capture
+        train, valid = losses(*batch)
+        if float(train) < 0:
+            raise AssertionError
+        return train, valid
+
+    net.joint_losses = syncing_losses
+    params = net.arch_parameters() + net.weights()
+    graphed = GraphedJointPass(net, params)
+    batch = _joint_inputs(1)
+    got, want = graphed(*batch), eager_joint_pass(net, params)(*batch)
+    assert graphed.failed and 'not captured as a CUDA graph' in caplog.text
+    assert torch.allclose(got.train_loss, want.train_loss)

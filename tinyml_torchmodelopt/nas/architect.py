@@ -19,6 +19,8 @@ from typing import Iterator, NamedTuple, Protocol, Sequence
 import torch
 from torch import nn
 
+from .cuda_graph import GraphedJointPass, eager_joint_pass
+
 
 class Supernet(Protocol):
     """What the architect needs from a search network."""
@@ -76,13 +78,16 @@ class Architect:
     negative, which pulls a model that is too small upwards. ``budget_quadratic``
     (rho) adds ``rho / 2 * (E[cost] / budget - 1) ** 2`` (augmented Lagrangian): a
     well around the target that damps the swings of the multiplier when the
-    validation loss gives the alphas little else to follow.
+    validation loss gives the alphas little else to follow. ``cuda_graphs``: on a
+    CUDA device, :meth:`joint_step` replays its pass from a captured CUDA graph
+    (:mod:`.cuda_graph`).
     """
 
     def __init__(self, model: Supernet, arch_learning_rate: float = 3e-4, arch_weight_decay: float = 1e-3,
                  unrolled: bool = False, momentum: float = 0.9, weight_decay: float = 3e-4,
                  penalty_mode: str | None = None, penalty_weight: float = 0.0, beta_decay: float = 0.0,
-                 budget: float | None = None, budget_rate: float = 0.2, budget_quadratic: float = 0.0):
+                 budget: float | None = None, budget_rate: float = 0.2, budget_quadratic: float = 0.0,
+                 cuda_graphs: bool = True):
         if penalty_mode not in (None, 'Memory', 'Compute'):
             raise ValueError(f"penalty_mode: got {penalty_mode!r}; expected None, 'Memory' or 'Compute'")
         self.model = model
@@ -96,6 +101,8 @@ class Architect:
                                           betas=(0.5, 0.999), weight_decay=arch_weight_decay)
         self.last_val_loss = torch.zeros(())
         self.fd_radius = 1e-2  # DARTS: eps = 0.01 / ||v|| for the finite-difference Hessian product
+        self.cuda_graphs = cuda_graphs  # joint passes on a CUDA device replay a captured graph
+        self._joint_pass = None  # built by the first joint step
 
     # -- regularisers -----------------------------------------------------------
     def regularizer(self) -> torch.Tensor:
@@ -135,14 +142,15 @@ class Architect:
         seeing alpha_{t+1}; the difference is of the order of the alpha learning
         rate. Needs ``model.joint_losses`` (see ``SearchNetwork.joint_losses``).
         """
-        model = self.model
-        alphas, weights = model.arch_parameters(), model.weights()
-        train_loss, val_loss = model.joint_losses(x_train, y_train, x_valid, y_valid)
-        grads = torch.autograd.grad(train_loss + val_loss, alphas + weights)
-        self._update_alphas(list(grads[:len(alphas)]))
-        self.last_val_loss = val_loss.detach()  # a tensor: reading it would sync a GPU
-        return StepResult(train_loss.detach(), list(grads[len(alphas):]), val_loss.detach(), model.last_logits,
-                          model.last_valid_logits)
+        alphas = self.model.arch_parameters()
+        if self._joint_pass is None:
+            params = alphas + self.model.weights()
+            graphed = self.cuda_graphs and alphas[0].is_cuda
+            self._joint_pass = (GraphedJointPass if graphed else eager_joint_pass)(self.model, params)
+        p = self._joint_pass(x_train, y_train, x_valid, y_valid)
+        self._update_alphas(list(p.grads[:len(alphas)]))
+        self.last_val_loss = p.valid_loss  # a tensor: reading it would sync a GPU
+        return StepResult(p.train_loss, list(p.grads[len(alphas):]), p.valid_loss, p.train_logits, p.valid_logits)
 
     def alternating_step(self, x_train, y_train, x_valid, y_valid, eta: float,
                          weight_optimizer: torch.optim.Optimizer | None = None) -> StepResult:

@@ -58,6 +58,7 @@ class SearchSettings:
     # None = when the largest fused conv output of the joint batch stays under joint_max_bytes
     joint_passes: Optional[bool] = None
     joint_max_bytes: int = 4 * 2 ** 20
+    cuda_graphs: bool = True  # on a CUDA device, joint passes replay a captured CUDA graph (cuda_graph.py)
     optimization_mode: Optional[str] = None  # None | 'Memory' | 'Compute'
     penalty_weight: float = 0.5  # weight of the normalised cost penalty (scale-free)
     target_params: Optional[int] = None  # budget mode (Memory): adapt the weight to land here
@@ -214,7 +215,7 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
                           settings.momentum, settings.weight_decay, mode,
                           settings.penalty_weight if mode else 0.0, settings.beta_decay,
                           budget=settings.target, budget_rate=settings.budget_rate,
-                          budget_quadratic=settings.budget_quadratic)
+                          budget_quadratic=settings.budget_quadratic, cuda_graphs=settings.cuda_graphs)
     notes: list[str] = []
     target = settings.target
     if target is not None:
@@ -339,10 +340,11 @@ def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target,
 def _use_joint_passes(model, settings: SearchSettings, train: BatchSource) -> bool:
     """Joint passes halve the number of passes (fast for small supernets) but double the activations:
     by default they are used while the largest conv block of a joint batch is small (measured: preset
-    l peaks at 514 MB instead of 415 MB for a 10% gain)."""
+    l peaks at 514 MB instead of 415 MB for a 10% gain), and always on a CUDA device (launch-bound, and
+    the pass that is captured as a CUDA graph)."""
     if settings.unrolled or not getattr(model, 'supports_joint', False) or settings.joint_passes is False:
         return False
-    if settings.joint_passes:
+    if settings.joint_passes or model.arch_parameters()[0].is_cuda:
         return True
     length = train.sample_shape[1]
     return 2 * train.batch_size * model.block_elements(length) * 4 <= settings.joint_max_bytes
