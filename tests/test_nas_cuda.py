@@ -26,7 +26,7 @@ def test_supernet_forward_and_gradients_match_the_cpu():
         assert torch.allclose(g.cpu(), c, atol=1e-8)
 
 
-@pytest.mark.parametrize('mode', [dict(), dict(joint_passes=False), dict(unrolled=True),
+@pytest.mark.parametrize('mode', [dict(), dict(warmup_epochs=1), dict(joint_passes=False), dict(unrolled=True),
                                   dict(optimization_mode='Memory', target_params=300)])
 def test_search_on_cuda_follows_the_cpu_search(mode, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, 'allow_tf32', False)  # the same float32 arithmetic as the CPU

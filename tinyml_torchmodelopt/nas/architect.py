@@ -102,7 +102,7 @@ class Architect:
         self.last_val_loss = torch.zeros(())
         self.fd_radius = 1e-2  # DARTS: eps = 0.01 / ||v|| for the finite-difference Hessian product
         self.cuda_graphs = cuda_graphs  # joint passes on a CUDA device replay a captured graph
-        self._joint_pass = None  # built by the first joint step
+        self._joint_passes: dict = {}  # 'all' / 'weights' -> the pass, built on first use
 
     # -- regularisers -----------------------------------------------------------
     def regularizer(self) -> torch.Tensor:
@@ -143,11 +143,7 @@ class Architect:
         rate. Needs ``model.joint_losses`` (see ``SearchNetwork.joint_losses``).
         """
         alphas = self.model.arch_parameters()
-        if self._joint_pass is None:
-            params = alphas + self.model.weights()
-            graphed = self.cuda_graphs and alphas[0].is_cuda
-            self._joint_pass = (GraphedJointPass if graphed else eager_joint_pass)(self.model, params)
-        p = self._joint_pass(x_train, y_train, x_valid, y_valid)
+        p = self._joint_pass('all')(x_train, y_train, x_valid, y_valid)
         self._update_alphas(list(p.grads[:len(alphas)]))
         self.last_val_loss = p.valid_loss  # a tensor: reading it would sync a GPU
         return StepResult(p.train_loss, list(p.grads[len(alphas):]), p.valid_loss, p.train_logits, p.valid_logits)
@@ -174,9 +170,17 @@ class Architect:
         train_loss, grads, train_logits = self._virtual_step_train
         return StepResult(train_loss, grads, val_loss, train_logits, self.model.last_logits)
 
-    def weight_step(self, x_train, y_train, x_valid, y_valid) -> StepResult:
-        """Warm-up iteration: grad_w L_train only, alphas untouched (validation loss for the log)."""
+    def weight_step(self, x_train, y_train, x_valid, y_valid, joint: bool = False) -> StepResult:
+        """Warm-up iteration: grad_w L_train only, alphas untouched (validation loss for the log).
+
+        ``joint``: from one pass over [train; valid] (equal halves) when that pass is a
+        CUDA graph; on the CPU the two separate passes (the valid one without a
+        backward) are cheaper.
+        """
         model = self.model
+        if joint and self._graphed():
+            p = self._joint_pass('weights')(x_train, y_train, x_valid, y_valid)
+            return StepResult(p.train_loss, list(p.grads), p.valid_loss, p.train_logits, p.valid_logits)
         with torch.no_grad():
             val_loss = model.loss(x_valid, y_valid)
         valid_logits = model.last_logits
@@ -184,6 +188,17 @@ class Architect:
             train_loss = model.loss(x_train, y_train)
         grads = list(torch.autograd.grad(train_loss, model.weights()))
         return StepResult(train_loss.detach(), grads, val_loss, model.last_logits, valid_logits)
+
+    def _graphed(self) -> bool:
+        return self.cuda_graphs and self.model.arch_parameters()[0].is_cuda
+
+    def _joint_pass(self, wrt: str):
+        """The joint pass giving the gradients of ``wrt`` ('all': alphas + weights, or 'weights')."""
+        if wrt not in self._joint_passes:
+            params = self.model.weights() if wrt == 'weights' else self.model.arch_parameters() + self.model.weights()
+            build = GraphedJointPass if self._graphed() else eager_joint_pass
+            self._joint_passes[wrt] = build(self.model, params)
+        return self._joint_passes[wrt]
 
     def _update_alphas(self, grads: list[torch.Tensor]) -> None:
         """Add the regulariser's gradient, take one Adam step, update the budget multiplier."""

@@ -315,7 +315,7 @@ def _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target,
                 valid_iter = valid.batches(gen)
                 xv, yv = next(valid_iter)
         if not update_alphas:
-            step = architect.weight_step(x, y, xv, yv)
+            step = architect.weight_step(x, y, xv, yv, joint=joint and len(xv) == len(x))
         elif settings.unrolled:
             step = architect.unrolled_step(x, y, xv, yv, lr, w_opt)
         elif joint and len(xv) == len(x):
