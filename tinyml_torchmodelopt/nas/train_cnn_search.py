@@ -421,9 +421,8 @@ def settings_from_args(args) -> SearchSettings:
               arch_weight_decay=float(get('arch_weight_decay', 1e-3)), unrolled=bool(get('unrolled', False)),
               optimization_mode=mode, seed=int(get('seed', 0)), device=device)
     for name in ('penalty_weight', 'target_params', 'target_macs', 'beta_decay', 'primitives', 'lr_min',
-                 'joint_passes', 'partial_channels', 'warmup_epochs', 'min_steps_per_epoch', 'max_steps_per_epoch',
-                 'stem_pool',
-                 'budget_rate', 'budget_quadratic'):
+                 'joint_passes', 'cuda_graphs', 'partial_channels', 'warmup_epochs', 'min_steps_per_epoch',
+                 'max_steps_per_epoch', 'stem_pool', 'budget_rate', 'budget_quadratic'):
         if getattr(args, name, None) is not None:
             kw[name] = tuple(args.primitives) if name == 'primitives' else getattr(args, name)
     return SearchSettings(**kw)
