@@ -424,8 +424,9 @@ class SearchNetwork(nn.Module):
                  alphas_reduce: torch.Tensor | None = None) -> Genotype_CNN:
         an = self.alphas_normal if alphas_normal is None else alphas_normal
         ar = self.alphas_reduce if alphas_reduce is None else alphas_reduce
-        return derive_genotype(F.softmax(an.detach(), -1), F.softmax(ar.detach(), -1),
-                               self.primitives, self.steps, self.multiplier)
+        # one copy to the host: the derivation reads every edge (on a GPU each read would be a sync)
+        wn, wr = F.softmax(torch.stack([an.detach(), ar.detach()]), -1).cpu()
+        return derive_genotype(wn, wr, self.primitives, self.steps, self.multiplier)
 
     # -- differentiable cost ----------------------------------------------------
     def cost_tables(self, kind: str):
@@ -452,9 +453,14 @@ class SearchNetwork(nn.Module):
         derivable cost so the penalty lies in [0, 1].
         """
         fixed, cn, cr, largest = self.cost_tables(kind)
-        total = fixed + expected_edge_cost(self.alphas_normal, cn.to(self.alphas_normal), self.primitives,
+        alphas = self.alphas_normal
+        key = (kind, self.input_length, alphas.device, alphas.dtype)  # tables copied to the alphas' device once
+        if key not in self._cost_cache:
+            self._cost_cache[key] = cn.to(alphas), cr.to(alphas)
+        cn, cr = self._cost_cache[key]
+        total = fixed + expected_edge_cost(self.alphas_normal, cn, self.primitives,
                                         self.steps, self.cost_temperature, self.keep_temperature)
-        total = total + expected_edge_cost(self.alphas_reduce, cr.to(self.alphas_reduce), self.primitives,
+        total = total + expected_edge_cost(self.alphas_reduce, cr, self.primitives,
                                         self.steps, self.cost_temperature, self.keep_temperature)
         return total / largest if normalized else total
 
