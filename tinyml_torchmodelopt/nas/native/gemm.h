@@ -70,8 +70,10 @@ static void FN(gemm_tail)(const REAL *pa, i64 Mp, i64 M, i64 K, const REAL *B, i
     for (i64 i = 0; i < Mp; i += GEMM_MR) {
         i64 mr = M - i < GEMM_MR ? M - i : GEMM_MR;
         FN(gemm_tile)(pa + i * K, K, bt, NR, ct, NR, mr, 0);
-        for (i64 r = 0; r < mr; r++)
-            for (i64 j = 0; j < n; j++) C[(i + r) * ldc + j] = (accumulate ? C[(i + r) * ldc + j] : 0) + ct[r * NR + j];
+        for (i64 r = 0; r < mr; r++) {
+            REAL *row = C + (i + r) * ldc;
+            for (i64 j = 0; j < n; j++) row[j] = (accumulate ? row[j] : 0) + ct[r * NR + j];
+        }
     }
     free(bt);
 }
