@@ -25,12 +25,13 @@ static void FN(tap_range)(i64 off, i64 s, i64 L, i64 Lo, i64 *lo0, i64 *lo1) {
 /* im2col: out[(t*C + c), n*Lo + lo] = x[c, n, lo*s + t - p] (zero outside), for samples n < N of Nx. */
 void FN(im2col)(const REAL *x, i64 C, i64 Nx, i64 N, i64 L, i64 k, i64 s, i64 p, i64 Lo, REAL *out) {
     i64 NLo = N * Lo;
-    PRAGMA(omp parallel for collapse(2) schedule(static) if (k * C * N * Lo >= PARALLEL_MIN_WORK))
-    for (i64 t = 0; t < k; t++) {
-        for (i64 c = 0; c < C; c++) {
+    /* split by samples: the same column ranges the threads of the conv product (gemm.h) then read */
+    PRAGMA(omp parallel for schedule(static) if (k * C * N * Lo >= PARALLEL_MIN_WORK))
+    for (i64 n = 0; n < N; n++) {
+        for (i64 t = 0; t < k; t++) {
             i64 lo0, lo1;
             FN(tap_range)(t - p, s, L, Lo, &lo0, &lo1);
-            for (i64 n = 0; n < N; n++) {
+            for (i64 c = 0; c < C; c++) {
                 const REAL *xr = x + (c * Nx + n) * L + (t - p);
                 REAL *o = out + (t * C + c) * NLo + n * Lo;
                 for (i64 lo = 0; lo < lo0; lo++) o[lo] = 0;
@@ -48,9 +49,10 @@ void FN(im2col)(const REAL *x, i64 C, i64 Nx, i64 N, i64 L, i64 k, i64 s, i64 p,
 /* col2im: gx[c, n, lo*s + t - p] += cols[(t*C + c), n*Lo + lo] (the adjoint of im2col). */
 void FN(col2im)(const REAL *cols, i64 C, i64 N, i64 L, i64 k, i64 s, i64 p, i64 Lo, REAL *gx) {
     i64 NLo = N * Lo;
+    /* split by samples, like the conv product (gemm.h) that wrote cols */
     PRAGMA(omp parallel for collapse(2) schedule(static) if (k * C * N * Lo >= PARALLEL_MIN_WORK))
-    for (i64 c = 0; c < C; c++) {
-        for (i64 n = 0; n < N; n++) {
+    for (i64 n = 0; n < N; n++) {
+        for (i64 c = 0; c < C; c++) {
             for (i64 t = 0; t < k; t++) {
                 i64 lo0, lo1;
                 FN(tap_range)(t - p, s, L, Lo, &lo0, &lo1);
