@@ -52,6 +52,15 @@ static int chunk_at(const ChunkPlan *p, i64 idx, Chunk *k) {
     return 1;
 }
 
+/* The chunk number of work item w: items run half by half, then sample chunk by sample chunk, then
+ * channel by channel, so that a static split of the items gives each thread the samples whose columns
+ * it wrote in the conv product before (gemm.h splits by columns). Results are stored by chunk number. */
+static i64 chunk_of_item(const ChunkPlan *p, i64 w) {
+    i64 C = p->count / (p->halves * p->per_half);
+    i64 h = w / (p->per_half * C), rest = w % (p->per_half * C);
+    return ((rest % C) * p->halves + h) * p->per_half + rest / C;
+}
+
 /* FN(name): the copy of a function for the current REAL type, e.g. gemm_f32. */
 #define CAT_(a, b) a##_##b
 #define CAT(a, b) CAT_(a, b)

@@ -189,9 +189,9 @@ void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wc
         REAL *scratch = buf + n_shared * plan.cap, *floors = scratch + POOL_SCRATCH(L, Lo);
         const REAL **rows = (const REAL **)malloc((size_t)(padded > 0 ? padded : 1) * sizeof(REAL *));
         PRAGMA(omp for schedule(static))
-        for (i64 idx = 0; idx < plan.count; idx++) {
+        for (i64 w = 0; w < plan.count; w++) {
             Chunk k;
-            if (!chunk_at(&plan, idx, &k)) continue;
+            if (!chunk_at(&plan, chunk_of_item(&plan, w), &k)) continue;
             i64 i0 = k.i0, len = k.len;
             FN(shared_chunk)(x, k.c, k.n0, k.n1, N, L, s, Lo, kinds, n_shared, scratch, buf);
             /* candidate rows of this chunk; act(r) = max(r, floor): ReLU for floor 0, identity for -inf */
@@ -339,8 +339,9 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
     REAL *buf = (REAL *)malloc((size_t)((n_shared + 1) * plan.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
     REAL *scratch = buf + (n_shared + 1) * plan.cap;
     PRAGMA(omp for schedule(static))
-    for (i64 idx = 0; idx < plan.count; idx++) {
+    for (i64 w = 0; w < plan.count; w++) {
         Chunk ck;
+        i64 idx = chunk_of_item(&plan, w);
         if (!chunk_at(&plan, idx, &ck)) continue;
         i64 c = ck.c, n0 = ck.n0, n1 = ck.n1, i0 = ck.i0, len = ck.len;
         int for_w = gW != NULL && n0 >= w_from;
