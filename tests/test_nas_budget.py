@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from nas_toys import _settings, toy_loaders
 from tinyml_torchmodelopt.nas import Architect, SearchNetwork, search
+from tinyml_torchmodelopt.nas import architect as architect_module
 from tinyml_torchmodelopt.nas.expected_cost import node_offsets
 from tinyml_torchmodelopt.nas.genotypes import Genotype_CNN
 
@@ -159,3 +160,31 @@ def test_budget_quadratic_term_pulls_the_expected_cost_to_the_target(share):
         arch._update_alphas([torch.zeros_like(a) for a in net.arch_parameters()])
     moved = float(net.expected_cost('params', normalized=False).detach())
     assert abs(moved / target - 1) < abs(expected / target - 1) - 0.1
+
+
+@pytest.mark.parametrize('kind', ['params', 'macs'])
+def test_derived_cost_as_a_tensor_equals_the_host_derivation(kind):
+    """The device-side cost of the budget update (GPU searches) is that of the derived genotype."""
+    torch.manual_seed(3)
+    net = SearchNetwork(2, 3, 4, nodes_per_layer=4, multiplier=4, input_length=64)
+    for trial in range(30):
+        with torch.no_grad():
+            for a in net.arch_parameters():
+                a.normal_(0, 0.1 + trial / 10)
+        cost = net.derived_cost_tensor(kind)
+        assert cost.dtype == torch.float64 and cost.dim() == 0
+        assert float(cost) == net.derived_cost(kind)
+
+
+def test_budget_update_on_the_device_follows_the_host_update(monkeypatch):
+    """The multiplier update GPU searches use (tensors, no host read), run here on the CPU."""
+    settings = _settings(epochs=3, optimization_mode='Memory', target_params=400)
+    train, valid = toy_loaders(n=48, batch=12)
+    host = search(train, valid, settings)
+    monkeypatch.setattr(Architect, '_graphed', lambda self: True)
+    monkeypatch.setattr(architect_module, 'GraphedJointPass', architect_module.eager_joint_pass)
+    device = search(train, valid, settings)
+    for h, d in zip(host.history, device.history):
+        assert d.penalty_weight == pytest.approx(h.penalty_weight, rel=1e-4, abs=1e-6)
+        assert d.valid_loss == pytest.approx(h.valid_loss, rel=1e-4)
+    assert device.history[-1].params == host.history[-1].params

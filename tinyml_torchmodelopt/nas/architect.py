@@ -37,6 +37,7 @@ class Supernet(Protocol):
 
     # optional, for :meth:`Architect.joint_step`:
     # joint_losses(x_train, y_train, x_valid, y_valid) -> (train_loss, valid_loss)
+    # optional, for budget mode on a CUDA device: derived_cost_tensor(kind) -> derived_cost as a 0-d tensor
 
 
 COST_KIND = {'Memory': 'params', 'Compute': 'macs'}
@@ -210,7 +211,11 @@ class Architect:
             a.grad = g
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        if self.budget is not None:  # dual ascent on the multiplier
+        on_device = self._graphed() and hasattr(self.model, 'derived_cost_tensor')
+        if self.budget is not None and on_device:  # the same update on the device: no host read per step
+            g = (self.model.derived_cost_tensor(COST_KIND[self.penalty_mode]) / self.budget - 1).clamp(-1.0, 1.0)
+            self.penalty_weight = (self.penalty_weight + self.budget_rate * g).clamp(-100.0, 100.0).to(alphas[0])
+        elif self.budget is not None:  # dual ascent on the multiplier
             g = self.model.derived_cost(COST_KIND[self.penalty_mode]) / self.budget - 1
             g = max(-1.0, min(1.0, g))
             self.penalty_weight = max(-100.0, min(100.0, self.penalty_weight + self.budget_rate * g))

@@ -39,6 +39,27 @@ def derive_genotype(weights_normal: torch.Tensor, weights_reduce: torch.Tensor, 
     return Genotype_CNN(parse(weights_normal), concat, parse(weights_reduce), concat)
 
 
+def derivation_cost(alphas, tables, primitives: list[str], steps: int) -> torch.Tensor:
+    """Summed table cost (float64, on the alphas' device) of the edges and ops :func:`derive_genotype` keeps.
+
+    ``alphas``: (normal, reduce); ``tables``: their per-edge op costs. Tensor ops
+    only, no host read (a GPU search calls it every budget-mode step); the same choice as
+    :func:`derive_genotype` unless two candidates tie exactly.
+    """
+    none = primitives.index('none') if 'none' in primitives else -1
+    total = alphas[0].new_zeros((), dtype=torch.float64)
+    for a, table in zip(alphas, tables):
+        w = F.softmax(a.detach(), -1)
+        if none >= 0:
+            w[:, none] = float('-inf')
+        best, op = w.max(1)
+        edge_cost = table.gather(1, op[:, None])[:, 0]
+        for t, offset in enumerate(node_offsets(steps)):
+            kept = best[offset:offset + t + 2].topk(2).indices
+            total = total + edge_cost[offset:offset + t + 2][kept].sum()
+    return total
+
+
 def genotype_within_budget(alphas: tuple[torch.Tensor, torch.Tensor], tables: tuple[torch.Tensor, torch.Tensor],
                            fixed: float, primitives: list[str], steps: int, concat: list[int], target: float,
                            tolerance: float = 0.2) -> Genotype_CNN | None:

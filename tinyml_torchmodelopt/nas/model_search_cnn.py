@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .derivation import derive_genotype, genotype_within_budget
+from .derivation import derivation_cost, derive_genotype, genotype_within_budget
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN
 from .model import make_classifier, make_preprocess, make_stem, reduction_layers
 from .fused_ops import conv_bn_relu_cnl, conv_weight_matrix, linear_split
@@ -424,8 +424,7 @@ class SearchNetwork(nn.Module):
                  alphas_reduce: torch.Tensor | None = None) -> Genotype_CNN:
         an = self.alphas_normal if alphas_normal is None else alphas_normal
         ar = self.alphas_reduce if alphas_reduce is None else alphas_reduce
-        # one copy to the host: the derivation reads every edge (on a GPU each read would be a sync)
-        wn, wr = F.softmax(torch.stack([an.detach(), ar.detach()]), -1).cpu()
+        wn, wr = F.softmax(torch.stack([an.detach(), ar.detach()]), -1).cpu()  # one host copy, not one per edge
         return derive_genotype(wn, wr, self.primitives, self.steps, self.multiplier)
 
     # -- differentiable cost ----------------------------------------------------
@@ -440,8 +439,7 @@ class SearchNetwork(nn.Module):
             raise ValueError("expected_cost needs input_length (set SearchNetwork.input_length)")
         key = (kind, self.input_length)
         if key not in self._cost_cache:
-            self._cost_cache[key] = cost_tables(self.primitives, self.steps, kind, self.input_length,
-                                                 **self.config)
+            self._cost_cache[key] = cost_tables(self.primitives, self.steps, kind, self.input_length, **self.config)
         return self._cost_cache[key]
 
     def expected_cost(self, kind: str, normalized: bool = True) -> torch.Tensor:
@@ -452,17 +450,26 @@ class SearchNetwork(nn.Module):
         preprocessing, classifier). ``normalized`` divides by the largest
         derivable cost so the penalty lies in [0, 1].
         """
-        fixed, cn, cr, largest = self.cost_tables(kind)
-        alphas = self.alphas_normal
-        key = (kind, self.input_length, alphas.device, alphas.dtype)  # tables copied to the alphas' device once
-        if key not in self._cost_cache:
-            self._cost_cache[key] = cn.to(alphas), cr.to(alphas)
-        cn, cr = self._cost_cache[key]
+        fixed, _, _, largest = self.cost_tables(kind)
+        cn, cr = self._tables_on_device(kind, self.alphas_normal.dtype)
         total = fixed + expected_edge_cost(self.alphas_normal, cn, self.primitives,
                                         self.steps, self.cost_temperature, self.keep_temperature)
         total = total + expected_edge_cost(self.alphas_reduce, cr, self.primitives,
                                         self.steps, self.cost_temperature, self.keep_temperature)
         return total / largest if normalized else total
+
+    def _tables_on_device(self, kind: str, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-edge cost tables on the alphas' device in ``dtype``, copied once."""
+        key = (kind, self.input_length, self.alphas_normal.device, dtype)
+        if key not in self._cost_cache:
+            self._cost_cache[key] = tuple(t.to(self.alphas_normal.device, dtype) for t in self.cost_tables(kind)[1:3])
+        return self._cost_cache[key]
+
+    def derived_cost_tensor(self, kind: str) -> torch.Tensor:
+        """:meth:`derived_cost` of the current derivation as a float64 tensor on the alphas' device (no host read)."""
+        return self.cost_tables(kind)[0] + derivation_cost(self.arch_parameters(),
+                                                           self._tables_on_device(kind, torch.float64),
+                                                           self.primitives, self.steps)
 
     def derived_cost(self, kind: str, genotype: Genotype_CNN | None = None) -> float:
         """Exact params/MACs of the network derived from ``genotype`` (default: the current one)."""
