@@ -8,6 +8,7 @@ from tinyml_torchmodelopt.nas import fused_ops, native, state_block
 from tinyml_torchmodelopt.nas.model_search_cnn import SearchNetwork
 
 # with a C compiler present the kernels must build: a failed build fails these tests instead of skipping them
+THREADS = torch.get_num_threads()
 needs_kernels = pytest.mark.skipif(native.find_compiler() is None, reason="no C compiler: PyTorch kernels only")
 
 
@@ -110,6 +111,28 @@ def test_native_thin_matmul_equals_torch(dtype, M, K, N, transposed, accumulate)
     fused_ops._mm_into(out[1:M + 1, :N], a, b, accumulate)
     tol = 1e-12 if dtype == torch.float64 else 2e-5
     assert torch.allclose(out, expected, atol=tol * max(K, 1), rtol=tol)  # and nothing outside the view written
+
+
+@needs_kernels
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('M, N, P', [(1, 1, 1), (5, 7, 33), (4, 8, 1024), (13, 30, 4099), (64, 112, 2048), (3, 2, 0)])
+def test_native_weight_gradient_product_equals_torch(dtype, M, N, P):
+    g = torch.Generator().manual_seed(M * N + P)
+    a = torch.randn(M, P + 5, generator=g, dtype=dtype)[:, 2:P + 2]  # column slices: rows with their own stride
+    b = torch.randn(N, P + 3, generator=g, dtype=dtype)[:, :P]
+    out = torch.randn(M + 2, N + 3, generator=g, dtype=dtype)
+    expected = out.clone()
+    expected[1:M + 1, 2:N + 2] = a @ b.t()
+    fused_ops._mm_nt_into(out[1:M + 1, 2:N + 2], a, b)
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    assert torch.allclose(out, expected, atol=tol * max(P, 1), rtol=tol)  # and nothing outside the view written
+    again = torch.empty(M, N, dtype=dtype)
+    torch.set_num_threads(1)
+    try:
+        fused_ops._mm_nt_into(again, a, b)
+    finally:
+        torch.set_num_threads(THREADS)
+    assert torch.equal(again, out[1:M + 1, 2:N + 2])  # the same sums whatever the thread count
 
 
 def test_missing_compiler_falls_back_to_torch_kernels(monkeypatch, tmp_path, caplog):

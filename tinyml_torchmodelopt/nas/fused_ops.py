@@ -106,6 +106,20 @@ def _mm_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor, accumulate: bo
         torch.mm(a, b, out=out)
 
 
+def _mm_nt_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
+    """out = a @ b.t() for a (M, P) and b (N, P) with long rows P: the weight gradients of the convs.
+
+    The compiled kernel (``gemm_nt`` in ``native/gemm.h``) needs rows contiguous along P
+    (column slices of larger matrices are fine); PyTorch's product otherwise.
+    """
+    K = native.kernels()
+    if K is not None and K.supports(out, a, b) and a.stride(1) == 1 and b.stride(1) == 1 and out.stride(1) == 1:
+        K.call('gemm_nt', a.dtype, a, a.stride(0), a.shape[0], b, b.stride(0), b.shape[0], a.shape[1],
+               out, out.stride(0), 0)
+    else:
+        torch.mm(a, b.t(), out=out)
+
+
 def _col2im(gcols: torch.Tensor, x_shape, k: int, stride: int, padding: int,
             into: torch.Tensor | None = None) -> torch.Tensor:
     """Adjoint of :func:`_patches` (all samples): (k*C, N*L_out) -> (C, N, L), added to ``into`` if given."""
@@ -193,7 +207,7 @@ def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, spl
         grad_w = g.new_zeros(wmat.shape)  # taps outside a block's kernel keep a zero gradient
         for r0, r1, k in blocks:
             lo = (kmax // 2 - k // 2) * C
-            grad_w[r0:r1, lo:lo + k * C] = torch.mm(g[r0:r1], cols[lo:lo + k * C].t())
+            _mm_nt_into(grad_w[r0:r1, lo:lo + k * C], g[r0:r1], cols[lo:lo + k * C])
         if tap_mask is not None:
             grad_w.mul_(tap_mask)
     return grad_x, grad_w

@@ -226,7 +226,7 @@ class SearchCell(nn.Module):
         bypass: list[list[torch.Tensor]] = [[] for _ in range(self.steps)]
         for plan, fused, generic, W in zip(self.plans, self.fused, self.generic, mixing):
             x = states[plan.j]
-            xp = x[:self.Cp]  # all channels unless partial (a contiguous view: channels lead)
+            xp = x if self.Cp == self.C else x[:self.Cp]  # partial: a contiguous view (channels lead)
             extras = []
             if len(generic):
                 if split is not None:

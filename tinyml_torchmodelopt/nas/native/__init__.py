@@ -52,6 +52,7 @@ SIGNATURES = {  # name: argument types (pointers _P, integers _I, floats _D)
     'mix_backward': (_P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _I, _I, _P, _P, _P, _P),
     'bn_backward': (_P, _P, _I, _I, _I, _P, _P),
     'gemm': (_P, _I, _I, _I, _I, _P, _I, _I, _P, _I, _I),
+    'gemm_nt': (_P, _I, _I, _P, _I, _I, _I, _P, _I, _I),
 }
 _SUFFIX = {torch.float32: 'f32', torch.float64: 'f64'}
 
@@ -130,7 +131,12 @@ class Kernels:
     def supports(*tensors: torch.Tensor) -> bool:
         """True when all tensors are CPU float32 or float64 of one dtype."""
         dtype = tensors[0].dtype
-        return dtype in _SUFFIX and all(t.device.type == 'cpu' and t.dtype == dtype for t in tensors)
+        if dtype not in _SUFFIX:
+            return False
+        for t in tensors:  # a plain loop: this runs thousands of times per search step
+            if not t.is_cpu or t.dtype != dtype:
+                return False
+        return True
 
     def call(self, name: str, dtype: torch.dtype, *args) -> None:
         self._fns[name, dtype](*[a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args])

@@ -105,5 +105,66 @@ void FN(gemm)(const REAL *A, i64 sa_row, i64 sa_col, i64 M, i64 K, const REAL *B
     free(pa);
 }
 
+/* Weight gradients: C (M, N) = [C +] A (M, P) @ B (N, P)^T with P long (samples * length) and both
+ * operands contiguous along P, so every element of C is a dot product of two rows. A register tile
+ * holds NT_MR x NT_NR vector accumulators; P is cut into NT_PIECES fixed pieces (by P alone, so the
+ * result does not depend on the thread count) whose partial tiles are added in piece order. With
+ * the static schedule a thread takes whole pieces: the samples whose columns it wrote before. */
+#define NT_MR 4
+#define NT_NR 4
+#define NT_PIECES 4
+
+static inline void FN(gemm_nt_tile)(const REAL *A, i64 lda, i64 mr, const REAL *B, i64 ldb, i64 nr, i64 P,
+                                    REAL *out) {
+    FN(vec) acc[NT_MR][NT_NR];
+    const REAL *a[NT_MR], *b[NT_NR];
+    for (int i = 0; i < NT_MR; i++) a[i] = A + (i < mr ? i : 0) * lda;  /* missing rows repeat row 0 */
+    for (int j = 0; j < NT_NR; j++) b[j] = B + (j < nr ? j : 0) * ldb;
+    for (int i = 0; i < NT_MR; i++)
+        for (int j = 0; j < NT_NR; j++) acc[i][j] = (FN(vec)){0};
+    i64 Pv = P / VL * VL;
+    for (i64 p = 0; p < Pv; p += VL) {
+        FN(vec) bv[NT_NR];
+        for (int j = 0; j < NT_NR; j++) bv[j] = *(const FN(uvec) *)(b[j] + p);
+        for (int i = 0; i < NT_MR; i++) {
+            FN(vec) av = *(const FN(uvec) *)(a[i] + p);
+            for (int j = 0; j < NT_NR; j++) acc[i][j] += av * bv[j];
+        }
+    }
+    for (int i = 0; i < NT_MR; i++)
+        for (int j = 0; j < NT_NR; j++) {
+            REAL s = 0;
+            for (int e = 0; e < VL; e++) s += acc[i][j][e];
+            for (i64 p = Pv; p < P; p++) s += a[i][p] * b[j][p];
+            out[i * NT_NR + j] = s;
+        }
+}
+
+void FN(gemm_nt)(const REAL *A, i64 lda, i64 M, const REAL *B, i64 ldb, i64 N, i64 P, REAL *C, i64 ldc,
+                 i64 accumulate) {
+    if (M <= 0 || N <= 0) return;
+    i64 pieces = P >= NT_PIECES * 64 * VL ? NT_PIECES : 1;
+    i64 tm = (M + NT_MR - 1) / NT_MR, tn = (N + NT_NR - 1) / NT_NR, tiles = tm * tn;
+    REAL *part = malloc((size_t)(pieces * tiles * NT_MR * NT_NR) * sizeof(REAL));
+    PRAGMA(omp parallel for schedule(static) if (M * N * P >= GEMM_PARALLEL_MIN_MACS))
+    for (i64 w = 0; w < pieces * tiles; w++) {
+        i64 piece = w / tiles, t = w % tiles, i = t / tn * NT_MR, j = t % tn * NT_NR;
+        i64 p0 = P * piece / pieces / VL * VL, p1 = piece == pieces - 1 ? P : P * (piece + 1) / pieces / VL * VL;
+        FN(gemm_nt_tile)(A + i * lda + p0, lda, M - i < NT_MR ? M - i : NT_MR, B + j * ldb + p0, ldb,
+                         N - j < NT_NR ? N - j : NT_NR, p1 - p0, part + w * NT_MR * NT_NR);
+    }
+    for (i64 i = 0; i < M; i++)
+        for (i64 j = 0; j < N; j++) {
+            i64 t = i / NT_MR * tn + j / NT_NR, r = i % NT_MR * NT_NR + j % NT_NR;
+            REAL s = part[t * NT_MR * NT_NR + r];
+            for (i64 piece = 1; piece < pieces; piece++) s += part[(piece * tiles + t) * NT_MR * NT_NR + r];
+            C[i * ldc + j] = accumulate ? C[i * ldc + j] + s : s;
+        }
+    free(part);
+}
+
 #undef VL
 #undef NR
+#undef NT_MR
+#undef NT_NR
+#undef NT_PIECES
