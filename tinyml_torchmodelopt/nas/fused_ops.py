@@ -120,6 +120,23 @@ def _mm_nt_into(out: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> None:
         torch.mm(a, b.t(), out=out)
 
 
+_BLOCK_TABLES: dict = {}
+
+
+def _block_table(blocks, largest_first: bool = False) -> torch.Tensor:
+    """The conv blocks (r0, r1, k) as an int64 table for the compiled ``conv_blocks_*`` kernels (cached)."""
+    key = (tuple(blocks), largest_first)
+    if key not in _BLOCK_TABLES:
+        rows = sorted(blocks, key=lambda b: -b[2]) if largest_first else list(blocks)
+        _BLOCK_TABLES[key] = torch.tensor(rows, dtype=torch.int64).reshape(-1)
+    return _BLOCK_TABLES[key]
+
+
+def _rows_native(K, *tensors: torch.Tensor) -> bool:
+    """True when the compiled kernels take these matrices: supported dtype, contiguous rows."""
+    return K is not None and K.supports(*tensors) and all(t.stride(1) == 1 for t in tensors)
+
+
 def _col2im(gcols: torch.Tensor, x_shape, k: int, stride: int, padding: int,
             into: torch.Tensor | None = None) -> torch.Tensor:
     """Adjoint of :func:`_patches` (all samples): (k*C, N*L_out) -> (C, N, L), added to ``into`` if given."""
@@ -169,6 +186,11 @@ def _conv_forward(x, wmat, kmax: int, blocks, stride: int, padding: int, with_pa
     cols = _patches(x, kmax, stride, padding, temporary=temporary_patches or not with_patches)
     shape = (wmat.shape[0], cols.shape[1])
     out = scratch('conv_out', shape, cols) if temporary else cols.new_empty(shape)
+    K = native.kernels()
+    if _rows_native(K, wmat, cols, out):  # all blocks in one call
+        K.call('conv_blocks_forward', wmat.dtype, wmat, wmat.stride(0), _block_table(blocks), len(blocks), kmax, C,
+               cols, cols.stride(0), cols.shape[1], out, out.stride(0))
+        return (out, cols) if with_patches else out
     for r0, r1, k in blocks:
         lo = (kmax // 2 - k // 2) * C
         _mm_into(out[r0:r1], wmat[r0:r1, lo:lo + k * C], cols[lo:lo + k * C])
@@ -185,7 +207,13 @@ def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, spl
     """
     C, N, L = x.shape
     grad_x = grad_w = None
-    if want_x:
+    K = native.kernels()
+    if want_x and _rows_native(K, wmat, g):
+        gcols = scratch('grad_patches', (kmax * C, g.shape[1]), g)
+        K.call('conv_blocks_input_grad', g.dtype, wmat, wmat.stride(0), _block_table(blocks, largest_first=True),
+               len(blocks), kmax, C, g, g.stride(0), g.shape[1], gcols, gcols.stride(0))
+        grad_x = _col2im(gcols, x.shape, kmax, stride, padding, grad_x_into)
+    elif want_x:
         gcols = None
         for r0, r1, k in sorted(blocks, key=lambda b: -b[2]):  # a kmax block first: it sets every row
             lo = (kmax // 2 - k // 2) * C
@@ -205,9 +233,13 @@ def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, spl
             cols = _train_columns(patches, split, N)
         g = _train_columns(g, split, N)
         grad_w = g.new_zeros(wmat.shape)  # taps outside a block's kernel keep a zero gradient
-        for r0, r1, k in blocks:
-            lo = (kmax // 2 - k // 2) * C
-            _mm_nt_into(grad_w[r0:r1, lo:lo + k * C], g[r0:r1], cols[lo:lo + k * C])
+        if _rows_native(K, g, cols):
+            K.call('conv_blocks_weight_grad', g.dtype, g, g.stride(0), _block_table(blocks), len(blocks), kmax, C,
+                   cols, cols.stride(0), g.shape[1], grad_w, grad_w.stride(0))
+        else:
+            for r0, r1, k in blocks:
+                lo = (kmax // 2 - k // 2) * C
+                _mm_nt_into(grad_w[r0:r1, lo:lo + k * C], g[r0:r1], cols[lo:lo + k * C])
         if tap_mask is not None:
             grad_w.mul_(tap_mask)
     return grad_x, grad_w

@@ -53,6 +53,9 @@ SIGNATURES = {  # name: argument types (pointers _P, integers _I, floats _D)
     'bn_backward': (_P, _P, _I, _I, _I, _P, _P),
     'gemm': (_P, _I, _I, _I, _I, _P, _I, _I, _P, _I, _I),
     'gemm_nt': (_P, _I, _I, _P, _I, _I, _I, _P, _I, _I),
+    'conv_blocks_forward': (_P, _I, _P, _I, _I, _I, _P, _I, _I, _P, _I),
+    'conv_blocks_input_grad': (_P, _I, _P, _I, _I, _I, _P, _I, _I, _P, _I),
+    'conv_blocks_weight_grad': (_P, _I, _P, _I, _I, _I, _P, _I, _I, _P, _I),
 }
 _SUFFIX = {torch.float32: 'f32', torch.float64: 'f64'}
 

@@ -163,6 +163,43 @@ void FN(gemm_nt)(const REAL *A, i64 lda, i64 M, const REAL *B, i64 ldb, i64 N, i
     free(part);
 }
 
+/* The products of one fused conv: blocks[3b..3b+2] = (r0, r1, k) are output rows [r0, r1) that use
+ * the k centred taps of kmax, i.e. the weight columns / patch rows [lo, lo + k*C), lo = (kmax/2 - k/2)*C.
+ * One call runs them all (the Python loop over blocks cost more than the small products). */
+static i64 FN(tap_offset)(i64 kmax, i64 k, i64 C) { return (kmax / 2 - k / 2) * C; }
+
+/* out[r0:r1] = W[r0:r1, lo:lo+kC] @ cols[lo:lo+kC] for every block. */
+void FN(conv_blocks_forward)(const REAL *W, i64 ldw, const i64 *blocks, i64 nblocks, i64 kmax, i64 C,
+                             const REAL *cols, i64 ldcols, i64 ncols, REAL *out, i64 ldo) {
+    for (i64 b = 0; b < nblocks; b++) {
+        i64 r0 = blocks[3 * b], r1 = blocks[3 * b + 1], k = blocks[3 * b + 2], lo = FN(tap_offset)(kmax, k, C);
+        FN(gemm)(W + r0 * ldw + lo, ldw, 1, r1 - r0, k * C, cols + lo * ldcols, ldcols, ncols, out + r0 * ldo, ldo, 0);
+    }
+}
+
+/* gcols = sum over blocks of W[r0:r1, lo:lo+kC]^T @ g[r0:r1] into rows [lo, lo+kC) (the input gradient's
+ * patches). Blocks must come largest kernel first: a kmax block writes every row, otherwise gcols is zeroed. */
+void FN(conv_blocks_input_grad)(const REAL *W, i64 ldw, const i64 *blocks, i64 nblocks, i64 kmax, i64 C,
+                                const REAL *g, i64 ldg, i64 ncols, REAL *gcols, i64 ldgc) {
+    for (i64 b = 0; b < nblocks; b++) {
+        i64 r0 = blocks[3 * b], r1 = blocks[3 * b + 1], k = blocks[3 * b + 2], lo = FN(tap_offset)(kmax, k, C);
+        int first_full = b == 0 && k == kmax;
+        if (b == 0 && !first_full)
+            for (i64 r = 0; r < kmax * C; r++) memset(gcols + r * ldgc, 0, (size_t)ncols * sizeof(REAL));
+        FN(gemm)(W + r0 * ldw + lo, 1, ldw, k * C, r1 - r0, g + r0 * ldg, ldg, ncols, gcols + lo * ldgc, ldgc,
+                 !first_full);
+    }
+}
+
+/* grad_w[r0:r1, lo:lo+kC] = g[r0:r1, :P] @ cols[lo:lo+kC, :P]^T for every block (other entries untouched). */
+void FN(conv_blocks_weight_grad)(const REAL *g, i64 ldg, const i64 *blocks, i64 nblocks, i64 kmax, i64 C,
+                                 const REAL *cols, i64 ldcols, i64 P, REAL *grad_w, i64 ldgw) {
+    for (i64 b = 0; b < nblocks; b++) {
+        i64 r0 = blocks[3 * b], r1 = blocks[3 * b + 1], k = blocks[3 * b + 2], lo = FN(tap_offset)(kmax, k, C);
+        FN(gemm_nt)(g + r0 * ldg, ldg, r1 - r0, cols + lo * ldcols, ldcols, k * C, P, grad_w + r0 * ldgw + lo, ldgw, 0);
+    }
+}
+
 #undef VL
 #undef NR
 #undef NT_MR
