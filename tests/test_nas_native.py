@@ -63,6 +63,35 @@ def test_native_state_block_equals_torch_kernels(stride, L, shared, split, keep,
 
 
 @needs_kernels
+@pytest.mark.parametrize('stride, L, shared', [(1, 11, ('skip', 'max', 'avg')), (2, 13, ('max',))])
+@pytest.mark.parametrize('split', [None, 3])
+def test_native_per_edge_state_block_skips_only_structural_zeros(stride, L, shared, split, monkeypatch):
+    """per_edge (the supernet's layout: conv group g feeds edge g % E) gives the dense result."""
+    E = 3
+    x, weight, kmax, W, blocks, n_bn_relu, n_bn = _block_inputs(2, 6, L, E, [3, 5], stride == 2, shared,
+                                                                torch.float64, seed=L)
+    G = (n_bn_relu + n_bn) // 2
+    layout = torch.ones_like(W)
+    layout[:, :G] = (torch.arange(G) % E == torch.arange(E)[:, None]).to(W.dtype)
+    W = W * layout
+
+    def run(per_edge):
+        xs, ws, Ws = (t.clone().requires_grad_() for t in (x, weight, W))
+        out = state_block.state_block(xs, ws, kmax, Ws, blocks, stride, n_bn_relu, n_bn, shared, split=split,
+                                      channels=2, per_edge=per_edge)
+        probe = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)
+        return (out.detach(), *torch.autograd.grad((out * probe).sum() + out.square().sum(), (xs, ws, Ws)))
+
+    fast = run(True)
+    _torch_only(monkeypatch)
+    dense = run(True)  # the PyTorch kernels ignore per_edge: the dense computation
+    for name, a, b in zip(('out', 'grad x', 'grad weight'), fast, dense):
+        assert torch.allclose(a, b, atol=1e-9, rtol=1e-9), name
+    assert torch.allclose(fast[3], dense[3] * layout, atol=1e-9, rtol=1e-9)  # the structural zeros: grad 0
+    assert not torch.allclose(fast[3], dense[3], atol=1e-6)  # ... which the dense product does not give
+
+
+@needs_kernels
 def test_native_float32_supernet_matches_torch_kernels(monkeypatch):
     torch.manual_seed(0)
     net = SearchNetwork(4, 3, 3, nodes_per_layer=3, multiplier=2, input_length=40)
@@ -197,7 +226,8 @@ def test_native_supernet_without_conv_candidates_equals_naive():
 
 
 @needs_kernels
-def test_native_alpha_gradient_does_not_depend_on_thread_count():
+@pytest.mark.parametrize('per_edge', [0, 1])
+def test_native_alpha_gradient_does_not_depend_on_thread_count(per_edge):
     """Chunk partial sums are added in a fixed order, so resumed searches stay bit-exact."""
     K = native.kernels()
     g = torch.Generator().manual_seed(0)
@@ -211,7 +241,8 @@ def test_native_alpha_gradient_does_not_depend_on_thread_count():
             torch.set_num_threads(n)
             gy, sums = torch.empty(G * C, N * L), torch.zeros(4 * G * C, dtype=torch.float64)
             grad_W, gx = torch.zeros(E, G + 2, dtype=torch.float64), torch.zeros_like(x)
-            K.call('mix_backward', x.dtype, gc, xh, x, W, E, G + 2, 6, G, C, N, L, L, 1, codes, 2, 2, split, split,
+            K.call('mix_backward', x.dtype, gc, xh, x, W, E, G + 2, 6, G, C, N, L, L, 1, codes, 2, per_edge, 2, split,
+                   split,
                    gy, sums, grad_W, gx)
             results.append((gy, sums, grad_W, gx))
     finally:

@@ -364,7 +364,7 @@ def test_non_finite_inputs_and_a_diverged_search_raise_clear_errors():
     with pytest.raises(ValueError, match='the validation loader gives non-finite inputs'):
         search(train, DataLoader(TensorDataset(x, torch.arange(16) % 3), batch_size=8), _settings(epochs=1))
     with pytest.raises(FloatingPointError, match='search epoch 2: the loss is no longer finite'):
-        search(train, valid, _settings(epochs=2, lr=1e38))
+        search(train, valid, _settings(epochs=2, lr=float('inf')))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the machine without a GPU')

@@ -139,7 +139,8 @@ class StateCandidates(nn.Module):
     def forward(self, x: torch.Tensor, W: torch.Tensor, extras=(), split: int | None = None) -> torch.Tensor:
         """(edges, C*N*L_out) mixed outputs for x (C, N, L) and the mixing matrix W (edges x candidates)."""
         return state_block(x, self.fused_weight(), self.kmax, W.view(self.n_edges, -1), self.blocks, self.stride,
-                           self.n_bn_relu, self.n_bn, self.shared, extras, split, tap_mask=self.tap_mask)
+                           self.n_bn_relu, self.n_bn, self.shared, extras, split, tap_mask=self.tap_mask,
+                           per_edge=True)
 
     def group_weight(self, g: int) -> torch.Tensor:
         """Weight of a full-conv or factorized-reduce group g with its real kernel size (for the naive path)."""
@@ -150,8 +151,6 @@ class StateCandidates(nn.Module):
         row = g * self.C if g * self.C < self.n_full_rows else g * self.C - (self.n_bn_relu - self.n_full_rows)
         w = self.weight.view(-1, self.kmax, self.C).permute(0, 2, 1)
         return w[row:row + self.C, :, lo:lo + k]
-
-
 
 
 def _bn(x: torch.Tensor) -> torch.Tensor:

@@ -69,7 +69,7 @@ class _StateBlock(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, W, conf, split, *extras):
-        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = conf
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = conf
         N = x.shape[1]
         groups = _stat_groups(split, N)
         out, col, stats = None, 0, []
@@ -101,7 +101,7 @@ class _StateBlock(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, gc):
-        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = ctx.conf
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = ctx.conf
         split = ctx.split
         x, weight, W, y, *rest = ctx.saved_tensors
         stats, extras = rest[:ctx.n_stats], rest[ctx.n_stats:]
@@ -177,7 +177,7 @@ class _NativeStateBlock(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, W, conf, split):
-        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = conf
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = conf
         K = native.kernels()
         x, W = x.contiguous(), W.contiguous()
         _, N, L = x.shape
@@ -194,14 +194,14 @@ class _NativeStateBlock(torch.autograd.Function):
         codes = _shared_codes(shared)
         out = x.new_empty(W.shape[0], C * N * Lo)
         K.call('mix_forward', x.dtype, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L, Lo,
-               stride, codes, len(shared), out)
+               stride, codes, len(shared), int(per_edge), out)
         ctx.save_for_backward(x, weight, W, xh if keep else None, cols if keep else None, mean, rstd, codes)
         ctx.conf, ctx.split = conf, split
         return out
 
     @staticmethod
     def backward(ctx, gc):
-        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask = ctx.conf
+        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = ctx.conf
         split = ctx.split
         x, weight, W, xh, cols, mean, rstd, codes = ctx.saved_tensors
         K = native.kernels()
@@ -220,7 +220,7 @@ class _NativeStateBlock(torch.autograd.Function):
         sums, grad_W = acc[:2 * R * halves], acc[2 * R * halves:].view(W.shape) if want_W else None
         grad_x = torch.zeros_like(x) if want_x and shared else None
         K.call('mix_backward', x.dtype, gc, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L,
-               Lo, stride, codes, len(shared), halves, 0 if split is None else split,
+               Lo, stride, codes, len(shared), int(per_edge), halves, 0 if split is None else split,
                0 if split is None else split, gy, sums, grad_W, grad_x)
         grad_weight = None
         if weight is not None:
@@ -232,16 +232,19 @@ class _NativeStateBlock(torch.autograd.Function):
 
 def state_block(x: torch.Tensor, weight: torch.Tensor | None, kmax: int, W: torch.Tensor, blocks, stride: int,
                 n_bn_relu: int, n_bn: int, shared: tuple[str, ...], extras=(), split: int | None = None,
-                channels: int | None = None, tap_mask: torch.Tensor | None = None):
+                channels: int | None = None, tap_mask: torch.Tensor | None = None, per_edge: bool = False):
     """Mixed outputs (E, C*N*L_out) of all outgoing edges of the state x (C, N, L); see :class:`_StateBlock`.
 
     weight: fused conv weight matrix (C_out, kmax*C) (rows: ``n_bn_relu``
     conv-candidate rows, then ``n_bn`` factorized-reduce rows) or None; extras: (C, N, L_out) outputs of
     per-edge modules; shared: ``'skip'``, ``'max'``, ``'avg'`` (W's last columns);
     channels: channels per candidate (default: those of x); tap_mask: see
-    :func:`_conv_backward`.
+    :func:`_conv_backward`. per_edge: the supernet's layout, in which fused-conv group g (``channels``
+    rows each) feeds edge g % E only: W's other entries in those columns must be zero and the compiled
+    kernels skip them (no work, and a zero gradient for them; the PyTorch kernels compute them all).
     """
-    conf = (tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), channels or x.shape[0], tap_mask)
+    conf = (tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), channels or x.shape[0], tap_mask,
+            per_edge)
     K = native.kernels()
     if not extras and K is not None and K.supports(x, W, *([] if weight is None else [weight])):
         return _NativeStateBlock.apply(x, weight, W, conf, split)

@@ -178,16 +178,21 @@ static void FN(shared_chunk)(const REAL *x, i64 c, i64 n0, i64 n1, i64 N, i64 L,
         }
 }
 
-/* out[e] = sum_g W[e, g] * act_g(xh[g]) + sum_k W[e, G + k] * shared_k(x), act = ReLU for g < Gr. */
+/* out[e] = sum_g W[e, g] * act_g(xh[g]) + sum_k W[e, G + k] * shared_k(x), act = ReLU for g < Gr.
+ * per_edge: candidate group g feeds edge g % E only (the supernet's layout: every edge has its own
+ * convs); W's other entries in those columns are structural zeros, skipped. */
 void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wcols, i64 Gr, i64 G,
-                     i64 C, i64 N, i64 L, i64 Lo, i64 s, const i64 *kinds, i64 n_shared, REAL *out) {
+                     i64 C, i64 N, i64 L, i64 Lo, i64 s, const i64 *kinds, i64 n_shared, i64 per_edge,
+                     REAL *out) {
     i64 CNLo = C * N * Lo, n_rows = G + n_shared, padded = (n_rows + 3) / 4 * 4;
     ChunkPlan plan = chunk_plan(C, N, 1, Lo);
     PRAGMA(omp parallel if (E * (G + n_shared) * CNLo >= PARALLEL_MIN_WORK))
     {
-        REAL *buf = (REAL *)malloc((size_t)(n_shared * plan.cap + POOL_SCRATCH(L, Lo) + padded) * sizeof(REAL));
+        REAL *buf = (REAL *)malloc((size_t)(n_shared * plan.cap + POOL_SCRATCH(L, Lo) + 3 * padded) * sizeof(REAL));
         REAL *scratch = buf + n_shared * plan.cap, *floors = scratch + POOL_SCRATCH(L, Lo);
-        const REAL **rows = (const REAL **)malloc((size_t)(padded > 0 ? padded : 1) * sizeof(REAL *));
+        REAL *ew = floors + padded, *ef = ew + padded;  /* one edge's weights and floors */
+        const REAL **rows = (const REAL **)malloc((size_t)(2 * padded + 1) * sizeof(REAL *));
+        const REAL **er = rows + padded;  /* one edge's candidate rows */
         PRAGMA(omp for schedule(static))
         for (i64 w = 0; w < plan.count; w++) {
             Chunk k;
@@ -202,14 +207,25 @@ void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wc
             for (i64 e = 0; e < E; e++) {
                 REAL *restrict o = out + e * CNLo + i0;
                 const REAL *w = W + e * Wcols;
-                if (n_rows == 0)
+                i64 m = 0;
+                for (i64 q = 0; q < n_rows; q++) {
+                    if (per_edge && q < G && q % E != e) continue;
+                    er[m] = rows[q];
+                    ew[m] = w[q];
+                    ef[m++] = floors[q];
+                }
+                if (m == 0)
                     for (i64 i = 0; i < len; i++) o[i] = 0;
-                for (i64 q = 0; q < padded; q += 4) {  /* four candidates per pass over o */
-                    const REAL *restrict r0 = rows[q], *restrict r1 = rows[q + 1];
-                    const REAL *restrict r2 = rows[q + 2], *restrict r3 = rows[q + 3];
-                    REAL f0 = floors[q], f1 = floors[q + 1], f2 = floors[q + 2], f3 = floors[q + 3];
-                    REAL w0 = w[q], w1 = q + 1 < n_rows ? w[q + 1] : 0;
-                    REAL w2 = q + 2 < n_rows ? w[q + 2] : 0, w3 = q + 3 < n_rows ? w[q + 3] : 0;
+                for (i64 q = m; q % 4; q++) {  /* pad to four candidates with weight 0 */
+                    er[q] = er[0];
+                    ew[q] = 0;
+                    ef[q] = ef[0];
+                }
+                for (i64 q = 0; q < m; q += 4) {  /* four candidates per pass over o */
+                    const REAL *restrict r0 = er[q], *restrict r1 = er[q + 1];
+                    const REAL *restrict r2 = er[q + 2], *restrict r3 = er[q + 3];
+                    REAL f0 = ef[q], f1 = ef[q + 1], f2 = ef[q + 2], f3 = ef[q + 3];
+                    REAL w0 = ew[q], w1 = ew[q + 1], w2 = ew[q + 2], w3 = ew[q + 3];
 #define TERMS (w0 * (r0[i] > f0 ? r0[i] : f0) + w1 * (r1[i] > f1 ? r1[i] : f1) + \
                w2 * (r2[i] > f2 ? r2[i] : f2) + w3 * (r3[i] > f3 ? r3[i] : f3))
                     if (q == 0) {
@@ -327,7 +343,8 @@ static void FN(cand_grad_any)(const REAL *gc, i64 CNLo, i64 E, const REAL *w, i6
  */
 void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wcols,
                       i64 Gr, i64 G, i64 C, i64 N, i64 L, i64 Lo, i64 s, const i64 *kinds, i64 n_shared,
-                      i64 halves, i64 split, i64 w_from, REAL *gy, double *sums, double *gW, REAL *gx) {
+                      i64 per_edge, i64 halves, i64 split, i64 w_from, REAL *gy, double *sums, double *gW,
+                      REAL *gx) {
     i64 CNLo = C * N * Lo;
     ChunkPlan plan = chunk_plan(C, N, halves, Lo);
     /* per-chunk partial sums, added up in chunk order afterwards: results do not depend on threads */
@@ -350,14 +367,19 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
             const REAL *r = xh + g * CNLo + i0;
             REAL *o = gy + g * CNLo + i0;
             REAL ab[2], cw[MAX_FUSED_EDGES];  /* one chunk: REAL partial sums, double totals */
-            if (E <= MAX_FUSED_EDGES) {
+            if (per_edge) {  /* group g feeds edge g % E only; W's other entries keep a zero gradient */
+                i64 e = g % E;
+                FN(cand_grad_table)[0][2 * (g < Gr) + for_w](gc + e * CNLo + i0, CNLo, W + e * Wcols + g, Wcols, r,
+                                                           len, o, ab, cw);
+                if (for_w) pw[e * Wcols + g] = cw[0];
+            } else if (E <= MAX_FUSED_EDGES) {
                 FN(cand_grad_table)[E - 1][2 * (g < Gr) + for_w](gc + i0, CNLo, W + g, Wcols, r, len, o, ab, cw);
             } else {
                 FN(cand_grad_any)(gc + i0, CNLo, E, W + g, Wcols, r, len, g < Gr, for_w, o, ab, pw + g, Wcols);
             }
             pp[2 * g] = ab[0];
             pp[2 * g + 1] = ab[1];
-            if (for_w && E <= MAX_FUSED_EDGES)
+            if (for_w && !per_edge && E <= MAX_FUSED_EDGES)
                 for (i64 e = 0; e < E; e++) pw[e * Wcols + g] = cw[e];
         }
         if (n_shared && (for_w || gx != NULL)) {
