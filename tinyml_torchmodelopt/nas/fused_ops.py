@@ -48,18 +48,26 @@ def scratch(role: str, shape, like: torch.Tensor) -> torch.Tensor:
     The buffer is reused by the next call with the same role (in this thread), so the
     result must not outlive the kernel call that asked for it.
     """
+    views = _SCRATCH.__dict__.setdefault('views', {})
+    key = (role, like.dtype, like.device, shape)
+    view = views.get(key)  # the same shapes recur every step: their views are kept too
+    if view is not None:
+        return view
     buffers = _SCRATCH.__dict__.setdefault('buffers', {})
-    key = (role, like.dtype, like.device)
     n = math.prod(shape)
-    buf = buffers.get(key)
+    buf = buffers.get(key[:3])
     if buf is None or buf.numel() < n:
-        buf = buffers[key] = like.new_empty(n)
-    return buf[:n].view(shape)
+        buf = buffers[key[:3]] = like.new_empty(n)
+        for old in [k for k in views if k[:3] == key[:3]]:  # views of the replaced buffer
+            del views[old]
+    view = views[key] = buf[:n].view(shape)
+    return view
 
 
 def release_scratch() -> None:
     """Free this thread's scratch buffers (they are rebuilt on demand)."""
     _SCRATCH.__dict__.pop('buffers', None)
+    _SCRATCH.__dict__.pop('views', None)
 
 
 # -- "CNL" layout ----------------------------------------------------------------
