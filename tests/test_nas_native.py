@@ -4,7 +4,7 @@ import logging
 import pytest
 import torch
 
-from tinyml_torchmodelopt.nas import fused_ops, native, state_block
+from tinyml_torchmodelopt.nas import cell_block, fused_ops, model_search_cnn, native, state_block
 from tinyml_torchmodelopt.nas.model_search_cnn import SearchNetwork
 
 # with a C compiler present the kernels must build: a failed build fails these tests instead of skipping them
@@ -249,3 +249,47 @@ def test_native_alpha_gradient_does_not_depend_on_thread_count(per_edge):
         torch.set_num_threads(threads)
     for a, b in zip(*results):
         assert torch.equal(a, b)
+
+
+@needs_kernels
+@pytest.mark.parametrize('joint', [False, True])
+@pytest.mark.parametrize('frozen_part', [None, 'weights', 'alphas'])
+def test_native_cell_node_equals_the_node_per_state_path(joint, frozen_part, monkeypatch):
+    """One autograd node per cell (cell_block.py) gives the losses and gradients of one node per state."""
+    torch.manual_seed(0)
+    net = SearchNetwork(4, 3, 5, nodes_per_layer=3, multiplier=2, input_length=40).double()
+    x, y = torch.randn(8, 1, 40, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    frozen = {'weights': net.weights(), 'alphas': net.arch_parameters(), None: []}[frozen_part]
+    for p in frozen:
+        p.requires_grad_(False)
+    wanted = [p for p in net.parameters() if p.requires_grad]
+    cells = []
+    monkeypatch.setattr(cell_block._NativeCell, 'apply', _recording(cell_block._NativeCell.apply, cells))
+
+    def run():
+        losses = net.joint_losses(x[:4], y[:4], x[4:], y[4:]) if joint else (net.loss(x, y),)
+        return [loss.detach() for loss in losses], torch.autograd.grad(sum(losses), wanted)
+
+    one_node = run()
+    assert len(cells) == len(net.cells)  # every cell ran as one node
+    monkeypatch.setattr(model_search_cnn, 'native_cell', lambda *args: None)
+    per_state = run()
+    assert torch.allclose(torch.stack(one_node[0]), torch.stack(per_state[0]), rtol=1e-12)
+    for a, b in zip(one_node[1], per_state[1]):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def _recording(apply, calls):
+    def wrapped(*args):
+        calls.append(args[0])
+        return apply(*args)
+    return wrapped
+
+
+@needs_kernels
+def test_native_cell_refuses_a_second_backward_clearly():
+    net = SearchNetwork(2, 3, 3, nodes_per_layer=2, multiplier=2)
+    loss = net.loss(torch.randn(4, 1, 16), torch.tensor([0, 1, 2, 0]))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match='retain_graph is not supported by the compiled cell'):
+        loss.backward()

@@ -2,9 +2,9 @@
 
 Fast evaluation (the point of this module). DARTS evaluates each edge's ops one
 by one: hundreds of tiny kernels and autograd nodes per cell. Here every cell
-state ``s_j`` that feeds later nodes is ONE autograd node
-(:func:`.state_block.state_block`) that computes all candidates of all its
-outgoing edges and their softmax-weighted sums:
+state ``s_j`` that feeds later nodes is ONE block (:func:`.state_block.state_block`;
+with the compiled kernels the whole cell is one autograd node, :mod:`.cell_block`)
+that computes all candidates of all its outgoing edges and their weighted sums:
 
 * one conv for every ``conv_bn_relu_k`` and ``sep_conv_k`` op of every outgoing
   edge (a separable conv as the full conv its depthwise and pointwise weights
@@ -16,9 +16,8 @@ outgoing edges and their softmax-weighted sums:
   faster group-norm kernel over all conv outputs at once, then one ReLU;
 * max/avg pool and identity are computed once and shared by all edges;
 * 'none' is skipped (it contributes zero);
-* one matmul with the (edges x candidates) matrix built from the softmax
-  weights adds the candidates into their target nodes;
-* backward recomputes the conv output from s_j instead of keeping it.
+* the (edges x candidates) matrix built from the softmax weights adds the
+  candidates into their target nodes (backward recomputes large conv outputs).
 
 First-order search runs the train and valid batches through ONE joint pass
 (:meth:`SearchNetwork.joint_losses`). Ops outside these families (dilated convs)
@@ -26,8 +25,7 @@ fall back to one module per edge. ``forward(x, naive=True)`` evaluates the same
 weights op by op (the reference DARTS mixture) and is used by the tests to check
 the fast path.
 
-Search BN layers use batch statistics only (``affine=False``, no running stats),
-as is usual for the DARTS supernet.
+Search BN layers use batch statistics only (``affine=False``, no running stats).
 """
 from __future__ import annotations
 
@@ -40,6 +38,7 @@ from .genotypes import PRIMITIVES_CNN, Genotype_CNN
 from .model import make_classifier, make_preprocess, make_stem, reduction_layers
 from .fused_ops import conv_bn_relu_cnl, conv_weight_matrix, linear_split
 from .state_block import conv_bn_relu_block, state_block
+from .cell_block import native_cell
 from .expected_cost import cost_tables, expected_edge_cost, extreme_cost, node_offsets, num_edges
 from .operations import CONV_KERNELS, FUSED_CONV_KERNELS, OPS, SEP_CONV_KERNELS, check_primitives
 from .state_plans import StatePlan, conv_candidates, mixing_index, state_plans
@@ -220,6 +219,8 @@ class SearchCell(nn.Module):
 
         ``split``: joint [train; valid] pass (see :mod:`.fused_ops`).
         """
+        if (out := native_cell(self, s0, s1, mixing, split)) is not None:  # the cell as one node (cell_block.py)
+            return out
         states = [conv_bn_relu_block(self.preprocess0, s0, split), conv_bn_relu_block(self.preprocess1, s1, split)]
         partial: list[list[torch.Tensor]] = [[] for _ in range(self.steps)]
         bypass: list[list[torch.Tensor]] = [[] for _ in range(self.steps)]

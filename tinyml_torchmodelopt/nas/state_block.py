@@ -177,57 +177,77 @@ class _NativeStateBlock(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, W, conf, split):
-        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = conf
-        K = native.kernels()
-        x, W = x.contiguous(), W.contiguous()
-        _, N, L = x.shape
-        halves = _stat_groups(split, N)
-        Lo = (L - 1) // stride + 1
-        R = n_bn_relu + n_bn
-        xh = mean = rstd = cols = None
-        keep = weight is not None and R * N * Lo * x.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES
-        if weight is not None:  # not kept: the conv output and its patches are scratch
-            xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True,
-                                     temporary=not keep, temporary_patches=not keep)
-            mean, rstd = x.new_empty(R * halves), x.new_empty(R * halves)
-            K.call('bn_forward', x.dtype, xh, R, halves, N * Lo // halves, _EPS, mean, rstd)
-        codes = _shared_codes(shared)
-        out = x.new_empty(W.shape[0], C * N * Lo)
-        K.call('mix_forward', x.dtype, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L, Lo,
-               stride, codes, len(shared), int(per_edge), out)
-        ctx.save_for_backward(x, weight, W, xh if keep else None, cols if keep else None, mean, rstd, codes)
+        out, saved = native_block_forward(x, weight, W, conf, split)
+        ctx.save_for_backward(*saved)
         ctx.conf, ctx.split = conf, split
         return out
 
     @staticmethod
     def backward(ctx, gc):
-        blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = ctx.conf
-        split = ctx.split
-        x, weight, W, xh, cols, mean, rstd, codes = ctx.saved_tensors
-        K = native.kernels()
         want_x, want_w, want_W = ctx.needs_input_grad[:3]
-        gc = gc.contiguous()
-        _, N, L = x.shape
-        halves = _stat_groups(split, N)
-        Lo = (L - 1) // stride + 1
-        R = n_bn_relu + n_bn
-        if weight is not None and xh is None:  # recompute the normalised conv output (and its patches)
-            xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True,
-                                     temporary=True, temporary_patches=True)
-            K.call('bn_apply', x.dtype, xh, R, halves, N * Lo // halves, mean, rstd)
-        gy = scratch('grad_conv_out', (R, N * Lo), x) if weight is not None else None
-        acc = torch.zeros(2 * R * halves + W.numel(), dtype=torch.float64)  # BN sums, then grad W
-        sums, grad_W = acc[:2 * R * halves], acc[2 * R * halves:].view(W.shape) if want_W else None
-        grad_x = torch.zeros_like(x) if want_x and shared else None
-        K.call('mix_backward', x.dtype, gc, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L,
-               Lo, stride, codes, len(shared), int(per_edge), halves, 0 if split is None else split,
-               0 if split is None else split, gy, sums, grad_W, grad_x)
-        grad_weight = None
-        if weight is not None:
-            K.call('bn_backward', x.dtype, gy, xh, R, halves, N * Lo // halves, rstd, sums)
-            grad_x, grad_weight = _conv_backward(gy, x, weight, kmax, blocks, stride, kmax // 2, split,
-                                                 want_x, want_w, tap_mask, grad_x_into=grad_x, patches=cols)
-        return grad_x, grad_weight, None if grad_W is None else grad_W.to(W.dtype), None, None
+        grads = native_block_backward(ctx.saved_tensors, ctx.conf, ctx.split, gc.contiguous(), want_x, want_w, want_W)
+        return (*grads, None, None)
+
+
+def native_block_forward(x, weight, W, conf, split, out=None, accumulate: bool = False):
+    """:class:`_NativeStateBlock`'s forward without autograd: (out, tensors for :func:`native_block_backward`).
+
+    ``out``: an (E, C*N*L_out) tensor with contiguous rows to write (``accumulate``: add) the mixed
+    edges into; default a new one.
+    """
+    blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = conf
+    K = native.kernels()
+    x, W = x.contiguous(), W.contiguous()
+    _, N, L = x.shape
+    halves = _stat_groups(split, N)
+    Lo = (L - 1) // stride + 1
+    R = n_bn_relu + n_bn
+    xh = mean = rstd = cols = None
+    keep = weight is not None and R * N * Lo * x.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES
+    if weight is not None:  # not kept: the conv output and its patches are scratch
+        xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True,
+                                 temporary=not keep, temporary_patches=not keep)
+        mean, rstd = x.new_empty(R * halves), x.new_empty(R * halves)
+        K.call('bn_forward', x.dtype, xh, R, halves, N * Lo // halves, _EPS, mean, rstd)
+    codes = _shared_codes(shared)
+    if out is None:
+        out = x.new_empty(W.shape[0], C * N * Lo)
+    K.call('mix_forward', x.dtype, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L, Lo,
+           stride, codes, len(shared), int(per_edge), int(accumulate), out)
+    return out, (x, weight, W, xh if keep else None, cols if keep else None, mean, rstd, codes)
+
+
+def native_block_backward(saved, conf, split, gc, want_x: bool, want_w: bool, want_W: bool, grad_x_into=None):
+    """Gradients (x, weight, W) of :func:`native_block_forward` for gc (E, C*N*L_out), contiguous.
+
+    ``grad_x_into``: a contiguous (C, N, L) tensor the input gradient is added to (and returned).
+    """
+    blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = conf
+    x, weight, W, xh, cols, mean, rstd, codes = saved
+    K = native.kernels()
+    _, N, L = x.shape
+    halves = _stat_groups(split, N)
+    Lo = (L - 1) // stride + 1
+    R = n_bn_relu + n_bn
+    if weight is not None and xh is None:  # recompute the normalised conv output (and its patches)
+        xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True,
+                                 temporary=True, temporary_patches=True)
+        K.call('bn_apply', x.dtype, xh, R, halves, N * Lo // halves, mean, rstd)
+    gy = scratch('grad_conv_out', (R, N * Lo), x) if weight is not None else None
+    acc = torch.zeros(2 * R * halves + W.numel(), dtype=torch.float64)  # BN sums, then grad W
+    sums, grad_W = acc[:2 * R * halves], acc[2 * R * halves:].view(W.shape) if want_W else None
+    grad_x = grad_x_into if want_x else None
+    if grad_x is None and want_x and shared:
+        grad_x = torch.zeros_like(x)
+    K.call('mix_backward', x.dtype, gc, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L,
+           Lo, stride, codes, len(shared), int(per_edge), halves, 0 if split is None else split,
+           0 if split is None else split, gy, sums, grad_W, grad_x)
+    grad_weight = None
+    if weight is not None:
+        K.call('bn_backward', x.dtype, gy, xh, R, halves, N * Lo // halves, rstd, sums)
+        grad_x, grad_weight = _conv_backward(gy, x, weight, kmax, blocks, stride, kmax // 2, split,
+                                             want_x, want_w, tap_mask, grad_x_into=grad_x, patches=cols)
+    return grad_x, grad_weight, None if grad_W is None else grad_W.to(W.dtype)
 
 
 def state_block(x: torch.Tensor, weight: torch.Tensor | None, kmax: int, W: torch.Tensor, blocks, stride: int,

@@ -48,7 +48,7 @@ SIGNATURES = {  # name: argument types (pointers _P, integers _I, floats _D)
     'col2im': (_P, _I, _I, _I, _I, _I, _I, _I, _P),
     'bn_forward': (_P, _I, _I, _I, _D, _P, _P),
     'bn_apply': (_P, _I, _I, _I, _P, _P),
-    'mix_forward': (_P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _P),
+    'mix_forward': (_P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _I, _P),
     'mix_backward': (_P, _P, _P, _P, _I, _I, _I, _I, _I, _I, _I, _I, _I, _P, _I, _I, _I, _I, _I, _P, _P, _P, _P),
     'bn_backward': (_P, _P, _I, _I, _I, _P, _P),
     'gemm': (_P, _I, _I, _I, _I, _P, _I, _I, _P, _I, _I),

@@ -178,12 +178,12 @@ static void FN(shared_chunk)(const REAL *x, i64 c, i64 n0, i64 n1, i64 N, i64 L,
         }
 }
 
-/* out[e] = sum_g W[e, g] * act_g(xh[g]) + sum_k W[e, G + k] * shared_k(x), act = ReLU for g < Gr.
+/* out[e] [+]= sum_g W[e, g] * act_g(xh[g]) + sum_k W[e, G + k] * shared_k(x), act = ReLU for g < Gr.
  * per_edge: candidate group g feeds edge g % E only (the supernet's layout: every edge has its own
  * convs); W's other entries in those columns are structural zeros, skipped. */
 void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wcols, i64 Gr, i64 G,
                      i64 C, i64 N, i64 L, i64 Lo, i64 s, const i64 *kinds, i64 n_shared, i64 per_edge,
-                     REAL *out) {
+                     i64 accumulate, REAL *out) {
     i64 CNLo = C * N * Lo, n_rows = G + n_shared, padded = (n_rows + 3) / 4 * 4;
     ChunkPlan plan = chunk_plan(C, N, 1, Lo);
     PRAGMA(omp parallel if (E * (G + n_shared) * CNLo >= PARALLEL_MIN_WORK))
@@ -214,7 +214,7 @@ void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wc
                     ew[m] = w[q];
                     ef[m++] = floors[q];
                 }
-                if (m == 0)
+                if (m == 0 && !accumulate)
                     for (i64 i = 0; i < len; i++) o[i] = 0;
                 for (i64 q = m; q % 4; q++) {  /* pad to four candidates with weight 0 */
                     er[q] = er[0];
@@ -228,7 +228,7 @@ void FN(mix_forward)(const REAL *xh, const REAL *x, const REAL *W, i64 E, i64 Wc
                     REAL w0 = ew[q], w1 = ew[q + 1], w2 = ew[q + 2], w3 = ew[q + 3];
 #define TERMS (w0 * (r0[i] > f0 ? r0[i] : f0) + w1 * (r1[i] > f1 ? r1[i] : f1) + \
                w2 * (r2[i] > f2 ? r2[i] : f2) + w3 * (r3[i] > f3 ? r3[i] : f3))
-                    if (q == 0) {
+                    if (q == 0 && !accumulate) {
                         for (i64 i = 0; i < len; i++) o[i] = TERMS;
                     } else {
                         for (i64 i = 0; i < len; i++) o[i] += TERMS;
