@@ -2,7 +2,9 @@
 of one state (convs + BN + ReLU, pools, skip, factorized reduce) and their
 alpha-weighted sum as ONE autograd node, in the (C, N, L) layout of
 :mod:`.fused_ops` (whose conv and batch-norm kernels it uses), with joint
-train/valid passes (``split``) as described there.
+train/valid passes (``split``) as described there. With the compiled kernels,
+:mod:`.cell_block` runs a whole cell's states through :func:`native_block_forward`
+and :func:`native_block_backward` as one node instead.
 """
 from __future__ import annotations
 
