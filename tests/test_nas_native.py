@@ -293,3 +293,31 @@ def test_native_cell_refuses_a_second_backward_clearly():
     loss.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match='retain_graph is not supported by the compiled cell'):
         loss.backward()
+
+
+def _cell_nodes(loss):
+    """The autograd nodes of the compiled cells in the graph of ``loss``."""
+    seen, todo, cells = set(), [loss.grad_fn], []
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        if getattr(node, 'blocks', None) is not None:
+            cells.append(node)
+        todo.extend(next_fn for next_fn, _ in node.next_functions)
+    return cells
+
+
+@needs_kernels
+def test_native_cell_keeps_patches_only_for_weight_gradients():
+    torch.manual_seed(0)
+    net = SearchNetwork(8, 3, 3, nodes_per_layer=2, multiplier=2, input_length=32)
+    x, y = torch.randn(4, 1, 32), torch.tensor([0, 1, 2, 0])
+    for weights_learn in (True, False):
+        for p in net.weights():
+            p.requires_grad_(weights_learn)
+        cells = _cell_nodes(net.loss(x, y))
+        assert len(cells) == 3
+        patches = [kept[4] for cell in cells for kept in cell.blocks[2:] if kept[1] is not None]  # states with convs
+        assert patches and all((p is not None) == weights_learn for p in patches)

@@ -76,9 +76,10 @@ class _NativeCell(torch.autograd.Function):
         N, L = states[0].shape[1:]
         L_node = (L - 1) // confs[0][2] + 1
         nodes = s0.new_empty(steps, C * N * L_node)
+        need_w = ctx.needs_input_grad[6 + n:]  # the patches are kept only for weight gradients
         for j, conf in enumerate(confs):  # state j feeds nodes max(0, j-1) .. steps-1
             _, kept = native_block_forward(states[j], weights[j], Ws[j], conf, split, out=nodes[max(0, j - 1):],
-                                           accumulate=j > 0)
+                                           accumulate=j > 0, keep_patches=need_w[j])
             saved.append(kept)
             if j >= 1:  # node j-1 has all its inputs now
                 states.append(nodes[j - 1].view(C, N, L_node))

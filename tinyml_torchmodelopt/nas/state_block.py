@@ -179,7 +179,7 @@ class _NativeStateBlock(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, W, conf, split):
-        out, saved = native_block_forward(x, weight, W, conf, split)
+        out, saved = native_block_forward(x, weight, W, conf, split, keep_patches=ctx.needs_input_grad[1])
         ctx.save_for_backward(*saved)
         ctx.conf, ctx.split = conf, split
         return out
@@ -191,11 +191,13 @@ class _NativeStateBlock(torch.autograd.Function):
         return (*grads, None, None)
 
 
-def native_block_forward(x, weight, W, conf, split, out=None, accumulate: bool = False):
+def native_block_forward(x, weight, W, conf, split, out=None, accumulate: bool = False, keep_patches: bool = True):
     """:class:`_NativeStateBlock`'s forward without autograd: (out, tensors for :func:`native_block_backward`).
 
     ``out``: an (E, C*N*L_out) tensor with contiguous rows to write (``accumulate``: add) the mixed
-    edges into; default a new one.
+    edges into; default a new one. ``keep_patches``: keep the im2col patches with a kept conv output;
+    only the weight gradient reads them (without it they go to a reused scratch buffer, still warm in
+    the cache for the conv product, instead of fresh memory).
     """
     blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = conf
     K = native.kernels()
@@ -208,7 +210,7 @@ def native_block_forward(x, weight, W, conf, split, out=None, accumulate: bool =
     keep = weight is not None and R * N * Lo * x.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES
     if weight is not None:  # not kept: the conv output and its patches are scratch
         xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True,
-                                 temporary=not keep, temporary_patches=not keep)
+                                 temporary=not keep, temporary_patches=not (keep and keep_patches))
         mean, rstd = x.new_empty(R * halves), x.new_empty(R * halves)
         K.call('bn_forward', x.dtype, xh, R, halves, N * Lo // halves, _EPS, mean, rstd)
     codes = _shared_codes(shared)
@@ -216,7 +218,7 @@ def native_block_forward(x, weight, W, conf, split, out=None, accumulate: bool =
         out = x.new_empty(W.shape[0], C * N * Lo)
     K.call('mix_forward', x.dtype, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L, Lo,
            stride, codes, len(shared), int(per_edge), int(accumulate), out)
-    return out, (x, weight, W, xh if keep else None, cols if keep else None, mean, rstd, codes)
+    return out, (x, weight, W, xh if keep else None, cols if keep and keep_patches else None, mean, rstd, codes)
 
 
 def native_block_backward(saved, conf, split, gc, want_x: bool, want_w: bool, want_W: bool, grad_x_into=None):
