@@ -20,20 +20,9 @@ partial channels keep the node-per-state path.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from . import native
-from .fused_ops import conv_weight_matrix
-from .state_block import native_block_backward, native_block_forward
-
-
-def preprocess_conf(seq: nn.Sequential):
-    """(weight matrix, conf) of a ConvBNReLU preprocessing block as a one-edge state block."""
-    conv, bn = seq[0], seq[1]
-    if bn.affine or conv.padding[0] != conv.kernel_size[0] // 2:
-        return None
-    Co, _, k = conv.weight.shape
-    return conv_weight_matrix(conv.weight), (((0, Co, k),), k, conv.stride[0], Co, 0, (), Co, None, False)
+from .state_block import BlockConf, conv_bn_relu_conf, native_block_backward, native_block_forward
 
 
 def native_cell(cell, s0: torch.Tensor, s1: torch.Tensor, mixing: list[torch.Tensor],
@@ -43,14 +32,14 @@ def native_cell(cell, s0: torch.Tensor, s1: torch.Tensor, mixing: list[torch.Ten
     K = native.kernels()
     if K is None or cell.Cp != cell.C or any(len(g) for g in cell.generic) or not K.supports(s0, s1, *mixing):
         return None
-    pre = [preprocess_conf(cell.preprocess0), preprocess_conf(cell.preprocess1)]
+    pre = [conv_bn_relu_conf(cell.preprocess0), conv_bn_relu_conf(cell.preprocess1)]
     if None in pre:
         return None
     weights, confs = [], []
     for fused in cell.fused:
         weights.append(fused.fused_weight())
-        confs.append((tuple(fused.blocks), fused.kmax, fused.stride, fused.n_bn_relu, fused.n_bn,
-                      tuple(fused.shared), cell.C, fused.tap_mask, True))
+        confs.append(BlockConf(tuple(fused.blocks), fused.kmax, fused.stride, fused.n_bn_relu, fused.n_bn,
+                               tuple(fused.shared), cell.C, fused.tap_mask, per_edge=True))
     if not K.supports(s0, *(w for w in weights if w is not None)):
         return None
     Ws = [W.view(fused.n_edges, -1) for W, fused in zip(mixing, cell.fused)]
@@ -72,9 +61,9 @@ class _NativeCell(torch.autograd.Function):
         for s, w, conf in zip((s0, s1), w_pre, pre_confs):
             out, kept = native_block_forward(s, w, one, conf, split)
             saved.append(kept)
-            states.append(out.view(conf[6], s.shape[1], -1))
+            states.append(out.view(conf.channels, s.shape[1], -1))
         N, L = states[0].shape[1:]
-        L_node = (L - 1) // confs[0][2] + 1
+        L_node = (L - 1) // confs[0].stride + 1
         nodes = s0.new_empty(steps, C * N * L_node)
         need_w = ctx.needs_input_grad[6 + n:]  # the patches are kept only for weight gradients
         for j, conf in enumerate(confs):  # state j feeds nodes max(0, j-1) .. steps-1

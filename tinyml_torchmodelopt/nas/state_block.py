@@ -9,6 +9,7 @@ and :func:`native_block_backward` as one node instead.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -52,6 +53,19 @@ def conv_outputs_kept(max_bytes: int):
         yield
     finally:
         KEEP_CONV_OUTPUT_MAX_BYTES = saved
+
+
+class BlockConf(NamedTuple):
+    """The static layout of one state block (the arguments of :func:`state_block`)."""
+    blocks: tuple  # (first row, end row, kernel size) runs of the fused conv
+    kmax: int
+    stride: int
+    n_bn_relu: int
+    n_bn: int
+    shared: tuple  # 'skip' / 'max' / 'avg', W's last columns
+    channels: int  # per candidate
+    tap_mask: torch.Tensor | None
+    per_edge: bool
 
 
 class _StateBlock(torch.autograd.Function):
@@ -267,8 +281,13 @@ def state_block(x: torch.Tensor, weight: torch.Tensor | None, kmax: int, W: torc
     rows each) feeds edge g % E only: W's other entries in those columns must be zero and the compiled
     kernels skip them (no work, and a zero gradient for them; the PyTorch kernels compute them all).
     """
-    conf = (tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), channels or x.shape[0], tap_mask,
-            per_edge)
+    conf = BlockConf(tuple(blocks), kmax, stride, n_bn_relu, n_bn, tuple(shared), channels or x.shape[0], tap_mask,
+                     per_edge)
+    return run_block(x, weight, W, conf, split, extras)
+
+
+def run_block(x, weight, W, conf: BlockConf, split=None, extras=()) -> torch.Tensor:
+    """:func:`state_block` for a ready :class:`BlockConf`: the compiled kernels when they apply."""
     K = native.kernels()
     if not extras and K is not None and K.supports(x, W, *([] if weight is None else [weight])):
         return _NativeStateBlock.apply(x, weight, W, conf, split)
@@ -281,11 +300,19 @@ def conv_bn_relu_block(seq: nn.Sequential, x: torch.Tensor, split: int | None = 
     Same result as :func:`conv_bn_relu_cnl`; the conv output is recomputed in backward
     instead of being kept (cell preprocessing).
     """
+    found = conv_bn_relu_conf(seq)
+    if found is None:
+        raise ValueError("conv_bn_relu_block needs 'same' padding and a BN without affine terms")
+    wmat, conf = found
+    out = run_block(x, wmat, x.new_ones(1, 1), conf, split)
+    return out.view(conf.channels, x.shape[1], -1)
+
+
+def conv_bn_relu_conf(seq: nn.Sequential) -> tuple[torch.Tensor, BlockConf] | None:
+    """(weight matrix, conf) of a ConvBNReLU as a one-edge state block, or None when it is not one
+    (affine BN or not 'same' padding)."""
     conv, bn = seq[0], seq[1]
     if bn.affine or conv.padding[0] != conv.kernel_size[0] // 2:
-        raise ValueError("conv_bn_relu_block needs 'same' padding and a BN without affine terms")
+        return None
     Co, _, k = conv.weight.shape
-    one = x.new_ones(1, 1)
-    out = state_block(x, conv_weight_matrix(conv.weight), k, one, ((0, Co, k),), conv.stride[0], Co, 0, (),
-                      split=split, channels=Co)
-    return out.view(Co, x.shape[1], -1)
+    return conv_weight_matrix(conv.weight), BlockConf(((0, Co, k),), k, conv.stride[0], Co, 0, (), Co, None, False)
