@@ -183,7 +183,14 @@ def test_budget_update_on_the_device_follows_the_host_update(monkeypatch):
     host = search(train, valid, settings)
     monkeypatch.setattr(Architect, '_graphed', lambda self: True)
     monkeypatch.setattr(architect_module, 'GraphedJointPass', architect_module.eager_joint_pass)
+    monkeypatch.setattr(architect_module, 'GraphedUpdate', lambda update: update)  # the update op by op
+    monkeypatch.setattr(architect_module, 'make_capturable', lambda optimizer: None)  # CPU Adam cannot be
+    calls = []
+    on_device = SearchNetwork.derived_cost_tensor
+    monkeypatch.setattr(SearchNetwork, 'derived_cost_tensor',
+                        lambda net, kind: calls.append(kind) or on_device(net, kind))
     device = search(train, valid, settings)
+    assert calls and set(calls) == {'params'}
     for h, d in zip(host.history, device.history):
         assert d.penalty_weight == pytest.approx(h.penalty_weight, rel=1e-4, abs=1e-6)
         assert d.valid_loss == pytest.approx(h.valid_loss, rel=1e-4)

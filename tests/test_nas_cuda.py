@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from nas_toys import _settings, toy_loaders
-from tinyml_torchmodelopt.nas import SearchNetwork, search
-from tinyml_torchmodelopt.nas.cuda_graph import GraphedJointPass, eager_joint_pass
+from tinyml_torchmodelopt.nas import Architect, SearchNetwork, search
+from tinyml_torchmodelopt.nas.cuda_graph import GraphedJointPass, GraphedUpdate, eager_joint_pass
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
@@ -83,3 +83,41 @@ def test_a_pass_that_cannot_be_captured_runs_eagerly(caplog):
     got, want = graphed(*batch), eager_joint_pass(net, params)(*batch)
     assert graphed.failed and 'not captured as a CUDA graph' in caplog.text
     assert torch.allclose(got.train_loss, want.train_loss)
+
+
+@pytest.mark.parametrize('budget', [None, 3000.0])
+def test_graphed_alpha_update_follows_the_eager_update(budget):
+    # six updates: three warm-up updates (eager, side stream), the capture (replayed once), two replays
+    torch.manual_seed(0)
+    nets = [SearchNetwork(4, 3, 4, nodes_per_layer=3, multiplier=3, input_length=48).cuda() for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    settings = dict(penalty_mode='Memory', penalty_weight=0.0 if budget else 0.5, beta_decay=0.1, budget=budget,
+                    arch_learning_rate=3e-2)
+    eager, graphed = Architect(nets[0], cuda_graphs=False, **settings), Architect(nets[1], **settings)
+    gen = torch.Generator(device='cuda').manual_seed(1)
+    start = [a.detach().clone() for a in nets[1].arch_parameters()]
+    for _ in range(6):
+        grads = [torch.randn(a.shape, device='cuda', generator=gen) for a in nets[0].arch_parameters()]
+        eager._update_alphas(grads)
+        graphed._update_alphas(grads)
+        for a, b in zip(nets[0].arch_parameters(), nets[1].arch_parameters()):
+            assert torch.allclose(a, b, atol=1e-5)
+        assert float(graphed.penalty_weight) == pytest.approx(float(eager.penalty_weight), abs=1e-5)
+    assert graphed._graphed_update.graph is not None and not graphed._graphed_update.failed
+    assert torch.is_tensor(graphed.penalty_weight) == (budget is not None)
+    assert all(not torch.allclose(a, b) for a, b in zip(nets[1].arch_parameters(), start))
+
+
+def test_an_update_that_cannot_be_captured_runs_eagerly(caplog):
+    counter = torch.zeros((), device='cuda')
+
+    def syncing_update(step):
+        if float(step) < 0:  # reading a value on the host is refused inside a capture
+            raise AssertionError
+        counter.add_(step)
+
+    update = GraphedUpdate(syncing_update, warmup_calls=1)
+    for _ in range(4):
+        update(torch.ones((), device='cuda'))
+    assert update.failed and 'not captured as a CUDA graph' in caplog.text
+    assert float(counter) == 4.0

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nas_toys import _settings, toy_loaders
 from tinyml_torchmodelopt.nas import Architect, NetworkCnn, SearchNetwork, derive_genotype, search, search_and_get_model
+from tinyml_torchmodelopt.nas.cuda_graph import make_capturable
 from tinyml_torchmodelopt.nas.train_cnn_search import settings_from_args
 from tinyml_torchmodelopt.nas.utils import spearman
 from tinyml_torchmodelopt.profile import profile_model
@@ -143,6 +144,21 @@ def test_resume_equals_uninterrupted(tmp_path, extra):
     assert resumed.genotype == full.genotype
     assert resumed.alphas_normal == full.alphas_normal and resumed.alphas_reduce == full.alphas_reduce
     assert [r.genotype for r in resumed.history] == [r.genotype for r in full.history]
+
+
+def test_alpha_optimizer_state_of_a_cuda_run_resumes_on_the_cpu():
+    # a search on a GPU steps Adam inside a CUDA graph (capturable); its checkpoint must resume anywhere
+    net = SearchNetwork(4, 3, 3, nodes_per_layer=3, multiplier=3, input_length=32)
+    gpu_like = Architect(net, penalty_mode='Memory', penalty_weight=0.5)
+    gpu_like._update_alphas([torch.randn_like(a) for a in net.arch_parameters()])
+    make_capturable(gpu_like.optimizer)
+    saved = gpu_like.optimizer.state_dict()
+    resumed = Architect(net, penalty_mode='Memory', penalty_weight=0.5)
+    resumed.load_optimizer_state(saved)
+    before = [a.detach().clone() for a in net.arch_parameters()]
+    resumed._update_alphas([torch.ones_like(a) for a in net.arch_parameters()])
+    assert all(not torch.equal(a, b) for a, b in zip(net.arch_parameters(), before))
+    assert resumed.optimizer.state[net.arch_parameters()[0]]['step'] == 2
 
 
 def test_search_and_get_model_namespace_raw_4d():

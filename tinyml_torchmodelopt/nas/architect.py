@@ -19,7 +19,7 @@ from typing import Iterator, NamedTuple, Protocol, Sequence
 import torch
 from torch import nn
 
-from .cuda_graph import GraphedJointPass, eager_joint_pass
+from .cuda_graph import GraphedJointPass, GraphedUpdate, eager_joint_pass, make_capturable
 
 
 class Supernet(Protocol):
@@ -80,8 +80,9 @@ class Architect:
     (rho) adds ``rho / 2 * (E[cost] / budget - 1) ** 2`` (augmented Lagrangian): a
     well around the target that damps the swings of the multiplier when the
     validation loss gives the alphas little else to follow. ``cuda_graphs``: on a
-    CUDA device, :meth:`joint_step` replays its pass from a captured CUDA graph
-    (:mod:`.cuda_graph`).
+    CUDA device, :meth:`joint_step` replays its pass, and every step its alpha
+    update, from captured CUDA graphs (:mod:`.cuda_graph`); in budget mode the
+    multiplier then lives on the device.
     """
 
     def __init__(self, model: Supernet, arch_learning_rate: float = 3e-4, arch_weight_decay: float = 1e-3,
@@ -104,6 +105,8 @@ class Architect:
         self.fd_radius = 1e-2  # DARTS: eps = 0.01 / ||v|| for the finite-difference Hessian product
         self.cuda_graphs = cuda_graphs  # joint passes on a CUDA device replay a captured graph
         self._joint_passes: dict = {}  # 'all' / 'weights' -> the pass, built on first use
+        self._graphed_update: GraphedUpdate | None = None  # the alpha update on a CUDA device, built on first use
+        self._multiplier: torch.Tensor | None = None  # its budget multiplier (a device buffer)
 
     # -- regularisers -----------------------------------------------------------
     def regularizer(self) -> torch.Tensor:
@@ -202,7 +205,33 @@ class Architect:
         return self._joint_passes[wrt]
 
     def _update_alphas(self, grads: list[torch.Tensor]) -> None:
-        """Add the regulariser's gradient, take one Adam step, update the budget multiplier."""
+        """Add the regulariser's gradient, take one Adam step, update the budget multiplier.
+
+        On a CUDA device with graphs this replays one captured graph instead of ~300 small
+        kernels; the budget multiplier is then a device tensor updated in place.
+        """
+        if not (self._graphed() and (self.budget is None or hasattr(self.model, 'derived_cost_tensor'))):
+            self._alpha_update(grads)
+            return
+        if self._graphed_update is None:
+            make_capturable(self.optimizer)
+            alpha = self.model.arch_parameters()[0]
+            self._multiplier = torch.zeros((), dtype=alpha.dtype, device=alpha.device)
+            self._graphed_update = GraphedUpdate(lambda *g: self._alpha_update(list(g)))
+        if self.budget is not None and self.penalty_weight is not self._multiplier:
+            self._multiplier.copy_(torch.as_tensor(self.penalty_weight))  # set from outside (start, resume)
+            self.penalty_weight = self._multiplier
+        self._graphed_update(*grads)
+
+    def load_optimizer_state(self, state: dict) -> None:
+        """Restore the alpha optimiser (resume), also from a run on another device."""
+        self.optimizer.load_state_dict(state)
+        for group in self.optimizer.param_groups:  # a CUDA run's optimiser was capturable; set again when graphed
+            group['capturable'] = False
+        if self._graphed_update is not None:
+            make_capturable(self.optimizer)
+
+    def _alpha_update(self, grads: list[torch.Tensor]) -> None:
         alphas = self.model.arch_parameters()
         reg = self.regularizer()
         if reg.requires_grad:
@@ -211,11 +240,12 @@ class Architect:
             a.grad = g
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        on_device = self._graphed() and hasattr(self.model, 'derived_cost_tensor')
-        if self.budget is not None and on_device:  # the same update on the device: no host read per step
+        if self.budget is None:
+            return
+        if torch.is_tensor(self.penalty_weight):  # on the device: no host read per step
             g = (self.model.derived_cost_tensor(COST_KIND[self.penalty_mode]) / self.budget - 1).clamp(-1.0, 1.0)
-            self.penalty_weight = (self.penalty_weight + self.budget_rate * g).clamp(-100.0, 100.0).to(alphas[0])
-        elif self.budget is not None:  # dual ascent on the multiplier
+            self.penalty_weight.copy_((self.penalty_weight + self.budget_rate * g).clamp(-100.0, 100.0))
+        else:  # dual ascent on the multiplier
             g = self.model.derived_cost(COST_KIND[self.penalty_mode]) / self.budget - 1
             g = max(-1.0, min(1.0, g))
             self.penalty_weight = max(-100.0, min(100.0, self.penalty_weight + self.budget_rate * g))

@@ -1,4 +1,4 @@
-"""The joint first-order pass of the search as a replayed CUDA graph.
+"""The joint first-order pass and the alpha update of the search as replayed CUDA graphs.
 
 At the batch sizes of tiny-ML searches a GPU is launch-bound: one joint pass
 (forward and backward over [train; valid]) is 1 800 (preset s) to 5 300 (m)
@@ -7,8 +7,11 @@ arithmetic. Captured once per batch shape into a CUDA graph, the whole pass is
 one launch; the inputs are copied into the graph's fixed buffers and the
 losses, logits and gradients are read from its fixed outputs.
 
-A capture that fails (an operation the driver refuses while capturing) logs a
-warning and leaves the eager pass in place for the rest of the search.
+The alpha update after the pass (the penalty's forward and backward, Adam, the
+budget multiplier: ~300 more small kernels) is captured the same way
+(:class:`GraphedUpdate`). A capture that fails (an operation the driver refuses
+while capturing) logs a warning and leaves the eager pass or update in place for
+the rest of the search.
 """
 from __future__ import annotations
 
@@ -85,3 +88,66 @@ class GraphedJointPass:
             self.failed = True
             return None
         return graph, inputs, outputs
+
+
+class GraphedUpdate:
+    """An in-place update ``update(*inputs)`` (an optimiser step and what feeds it) replayed from a CUDA graph.
+
+    Unlike a pass, an update changes state (parameters, optimiser moments), so its warm-up
+    calls are the real first updates, run eagerly on a side stream; the capture records
+    without running anything, so the call that captures replays the graph once at its end.
+    The inputs (of fixed shapes) are copied into the graph's buffers. Everything the update
+    reads besides its inputs must keep its storage (in-place updates only), and an optimiser
+    stepped inside must be capturable (see :func:`make_capturable`).
+    """
+
+    def __init__(self, update: Callable[..., None], warmup_calls: int = WARMUP_PASSES):
+        self.update, self.warmup_calls = update, warmup_calls
+        self.calls = 0
+        self.graph = None
+        self.inputs: list[torch.Tensor] = []
+        self.failed = False
+
+    def __call__(self, *inputs: torch.Tensor) -> None:
+        self.calls += 1
+        if self.failed:
+            self.update(*inputs)
+            return
+        if self.graph is None and self.calls <= self.warmup_calls:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.update(*inputs)
+            torch.cuda.current_stream().wait_stream(side)
+            return
+        if self.graph is None and not self._capture(inputs):
+            self.update(*inputs)  # the failed capture ran nothing: this call's update, op by op
+            return
+        for buffer, t in zip(self.inputs, inputs):
+            buffer.copy_(t)
+        self.graph.replay()
+
+    def _capture(self, inputs) -> bool:
+        self.inputs = [t.clone() for t in inputs]
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self.update(*self.inputs)
+        except RuntimeError as err:
+            torch.cuda.synchronize()
+            log.warning("search update not captured as a CUDA graph, running it op by op: %s", err)
+            self.failed = True
+            return False
+        self.graph = graph
+        return True
+
+
+def make_capturable(optimizer: torch.optim.Optimizer) -> None:
+    """Let ``optimizer`` (Adam and kin) step inside a CUDA graph: its step counts live on the parameters'
+    device. Idempotent; also after ``load_state_dict`` of a state saved by a non-capturable optimiser."""
+    for group in optimizer.param_groups:
+        group['capturable'] = True
+        for p in group['params']:
+            state = optimizer.state.get(p, {})
+            if torch.is_tensor(state.get('step')):
+                state['step'] = state['step'].to(p.device, torch.float32)

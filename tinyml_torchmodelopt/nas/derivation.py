@@ -51,7 +51,7 @@ def derivation_cost(alphas, tables, primitives: list[str], steps: int) -> torch.
     for a, table in zip(alphas, tables):
         w = F.softmax(a.detach(), -1)
         if none >= 0:
-            w[:, none] = float('-inf')
+            w[:, none].fill_(float('-inf'))  # a fill kernel (an indexed assignment would copy a host scalar)
         best, op = w.max(1)
         edge_cost = table.gather(1, op[:, None])[:, 0]
         for t, offset in enumerate(node_offsets(steps)):

@@ -33,15 +33,20 @@ def num_edges(steps: int) -> int:
     return sum(t + 2 for t in range(steps))
 
 
+# The index tensors below are cached per device: a search on a GPU computes the expected cost
+# every step inside a CUDA graph, where a copy from the host is refused.
 @lru_cache(maxsize=16)
-def _node_layout(steps: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(index, valid): the edges of node t as row t of a (steps, steps + 1) matrix, padded with edge 0."""
+def _node_layout(steps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(index, valid, flat): the edges of node t as row t of a (steps, steps + 1) matrix, padded with
+    edge 0; ``flat`` lists the valid entries of the flattened matrix (edge order), so that no boolean
+    mask (whose result size the host would have to read) is needed."""
     index = torch.zeros(steps, steps + 1, dtype=torch.long)
     valid = torch.zeros(steps, steps + 1, dtype=torch.bool)
     for t, first in enumerate(node_offsets(steps)):
         index[t, :t + 2] = torch.arange(first, first + t + 2)
         valid[t, :t + 2] = True
-    return index, valid
+    flat = valid.flatten().nonzero()[:, 0]
+    return index.to(device), valid.to(device), flat.to(device)
 
 
 def _keep_probability(strength: torch.Tensor, steps: int, temperature: float) -> torch.Tensor:
@@ -49,28 +54,29 @@ def _keep_probability(strength: torch.Tensor, steps: int, temperature: float) ->
 
     Node 0 has exactly two inputs, so both are always kept (the formula gives 1 there too).
     """
-    index, valid = _node_layout(steps)
-    index, valid = index.to(strength.device), valid.to(strength.device)
-    logits = (torch.log(strength.clamp_min(1e-12)) / temperature)[index].masked_fill(~valid, float('-inf'))
+    index, valid, flat = _node_layout(steps, strength.device)
+    # index_select rather than indexing: its backward (index_add) needs nothing from the host either
+    logits = (torch.log(strength.clamp_min(1e-12)) / temperature).index_select(0, index.flatten())
+    logits = logits.view(index.shape).masked_fill(~valid, float('-inf'))
     p = F.softmax(logits, dim=1)
     r = p / (1 - p).clamp_min(1e-6)
     keep = p * (1 + r.sum(1, keepdim=True) - r)
     keep = torch.cat([torch.ones_like(keep[:1]), keep[1:]]) if steps else keep
-    return keep[valid]
+    return keep.flatten().index_select(0, flat)
 
 
 @lru_cache(maxsize=64)
-def _kept_ops(primitives: tuple[str, ...]) -> torch.Tensor:
-    return torch.tensor([i for i, p in enumerate(primitives) if p != 'none'])
+def _kept_ops(primitives: tuple[str, ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor([i for i, p in enumerate(primitives) if p != 'none'], device=device)
 
 
 def expected_edge_cost(alphas: torch.Tensor, cost: torch.Tensor, primitives: list[str], steps: int,
                     cost_temperature: float, keep_temperature: float) -> torch.Tensor:
-    idx = _kept_ops(tuple(primitives)).to(alphas.device)
-    w = F.softmax(alphas, dim=-1)[:, idx]
+    idx = _kept_ops(tuple(primitives), alphas.device)
+    w = F.softmax(alphas, dim=-1).index_select(1, idx)
     strength = w.max(dim=-1).values
-    q = F.softmax(alphas[:, idx] / cost_temperature, dim=-1)
-    per_edge = (q * cost[:, idx]).sum(-1)
+    q = F.softmax(alphas.index_select(1, idx) / cost_temperature, dim=-1)
+    per_edge = (q * cost.index_select(1, idx)).sum(-1)
     return (_keep_probability(strength, steps, keep_temperature) * per_edge).sum()
 
 

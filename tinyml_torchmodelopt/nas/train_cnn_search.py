@@ -231,7 +231,7 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
         state = load_checkpoint(checkpoint_path, device)
         model.load_state_dict(state['model'])
         w_opt.load_state_dict(state['w_opt'])
-        architect.optimizer.load_state_dict(state['a_opt'])
+        architect.load_optimizer_state(state['a_opt'])
         sched.load_state_dict(state['sched'])
         architect.penalty_weight = state['penalty_weight']
         torch.set_rng_state(state['rng_torch'])
