@@ -10,15 +10,15 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 $py -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
-timeout 150 $py -m pytest -q -p no:cacheprovider tests/test_nas_cuda.py tests/test_nas_search.py 2>&1 \
+timeout 90 $py -m pytest -q -p no:cacheprovider tests/test_nas_cuda.py tests/test_nas_search.py tests/test_nas_budget.py 2>&1 \
     | tail -5 | tee "$out/tests.log"
 timeout 200 $py benchmarks/bench_nas.py --device cuda --presets s m l --modes first unrolled \
     --batch-size 32 128 --epochs 3 2>&1 | grep -v Warning | tee "$out/bench_cuda.log"
-# the same first-order runs with the joint pass op by op (no CUDA graph): what the graph saves
-timeout 120 $py benchmarks/bench_nas.py --device cuda --presets s m l --modes first --batch-size 32 128 \
+# the same first-order runs op by op (no CUDA graphs: neither the pass nor the alpha update): what they save
+timeout 100 $py benchmarks/bench_nas.py --device cuda --presets s m l --modes first --batch-size 32 128 \
     --epochs 3 --cuda-graphs off 2>&1 | grep -v Warning | tee "$out/bench_cuda_eager.log"
 # one epoch only: the profiler's trace of two (170k events) did not finish in 60 s on an H200 machine
-timeout 120 $py benchmarks/bench_nas.py --device cuda --presets m --modes first --epochs 1 --profile 25 \
+timeout 60 $py benchmarks/bench_nas.py --device cuda --presets m --modes first --epochs 1 --profile 25 \
     > "$out/profile_m.log" 2>&1; grep -v Warning "$out/profile_m.log" | head -c 6000
-timeout 150 $py -m tinyml_modelzoo examples/hello_world/config_nas.yaml --set training.num_gpus=1 \
+timeout 120 $py -m tinyml_modelzoo examples/hello_world/config_nas.yaml --set training.num_gpus=1 \
     > "$out/pipeline.log" 2>&1; echo "pipeline rc $?"; tail -25 "$out/pipeline.log"

@@ -120,8 +120,8 @@ class TrainingConfig:
                                   "the running averages of the last augmented batches (UCR suite, DARTS: mean "
                                   "test accuracy 0.903 -> 0.928).")
     num_gpus: int = opt(0, "GPUs to use (0 = CPU; 1 = the first CUDA device; without one the run warns and "
-                        "uses the CPU). A first-order DARTS search runs 1.3-10x faster on a GPU than on 2 CPU "
-                        "cores, more for larger presets (its step is replayed as a CUDA graph; "
+                        "uses the CPU). A first-order DARTS search runs 2.5-10x faster on a GPU than on 2 CPU "
+                        "cores, more for larger presets (its step is replayed as CUDA graphs; "
                         "docs/nas_library.md).", min=0)
     # DARTS (nas_guide_darts.txt)
     nas_enabled: bool = opt(False, "Search the architecture with DARTS before training.")

@@ -58,7 +58,7 @@ class SearchSettings:
     # None = when the largest fused conv output of the joint batch stays under joint_max_bytes
     joint_passes: Optional[bool] = None
     joint_max_bytes: int = 4 * 2 ** 20
-    cuda_graphs: bool = True  # on a CUDA device, joint passes replay a captured CUDA graph (cuda_graph.py)
+    cuda_graphs: bool = True  # on a CUDA device, joint passes and alpha updates replay CUDA graphs (cuda_graph.py)
     optimization_mode: Optional[str] = None  # None | 'Memory' | 'Compute'
     penalty_weight: float = 0.5  # weight of the normalised cost penalty (scale-free)
     target_params: Optional[int] = None  # budget mode (Memory): adapt the weight to land here
