@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nas_toys import _settings, toy_loaders
 from tinyml_torchmodelopt.nas import Architect, SearchNetwork, search
@@ -195,3 +196,39 @@ def test_budget_update_on_the_device_follows_the_host_update(monkeypatch):
         assert d.penalty_weight == pytest.approx(h.penalty_weight, rel=1e-4, abs=1e-6)
         assert d.valid_loss == pytest.approx(h.valid_loss, rel=1e-4)
     assert device.history[-1].params == host.history[-1].params
+
+
+class _HostTraffic(TorchDispatchMode):
+    """Records the operations a CUDA graph capture refuses: host reads (also hidden ones, such as a
+    boolean-mask selection, whose result size the host must know) and tensors made from host values."""
+    REFUSED = ('aten._local_scalar_dense', 'aten.nonzero', 'aten.masked_select', 'aten.lift_fresh',
+               'aten.unique', 'aten.item')
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        mask_index = name == 'aten.index.Tensor' and any(
+            i is not None and i.dtype == torch.bool for i in args[1])
+        if name.startswith(self.REFUSED) or mask_index:
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('budget', [None, 3000.0])
+def test_the_graphed_alpha_update_reads_nothing_from_the_host(budget, monkeypatch):
+    """What a GPU search captures as a CUDA graph (penalty, beta-decay, budget multiplier), checked on
+    the CPU: a host read or copy in it would make every capture fail (the search then runs op by op)."""
+    net = SearchNetwork(4, 3, 4, nodes_per_layer=4, multiplier=4, input_length=64)
+    arch = Architect(net, penalty_mode='Memory', penalty_weight=0.0 if budget else 0.5, beta_decay=0.1,
+                     budget=budget)
+    if budget:
+        arch.penalty_weight = torch.zeros(())  # the device multiplier of the graphed path
+    monkeypatch.setattr(arch.optimizer, 'step', lambda: None)  # CPU Adam reads its step count; CUDA's is capturable
+    grads = [torch.randn_like(a) for a in net.arch_parameters()]
+    arch._alpha_update(grads)  # first call: cost tables and index tensors are built (and cached) here
+    with _HostTraffic() as traffic:
+        arch._alpha_update(grads)
+    assert traffic.seen == []
