@@ -121,3 +121,26 @@ def test_an_update_that_cannot_be_captured_runs_eagerly(caplog):
         update(torch.ones((), device='cuda'))
     assert update.failed and 'not captured as a CUDA graph' in caplog.text
     assert float(counter) == 4.0
+
+
+def test_graphed_unrolled_gradient_replays_the_eager_one_on_new_batches():
+    torch.manual_seed(0)
+    net = SearchNetwork(4, 3, 4, nodes_per_layer=3, multiplier=3, input_length=48).cuda()
+    arch = Architect(net, unrolled=True, penalty_mode='Memory', penalty_weight=0.5)
+    opt = torch.optim.SGD(net.weights(), 0.05, momentum=0.9)
+    gen = torch.Generator().manual_seed(1)  # not the CUDA generator: a failed capture (the tests above) can
+    for w in net.weights():                 # leave it marked as capturing, and it then refuses eager draws
+        w.grad = 1e-2 * torch.randn(w.shape, generator=gen).cuda()
+    opt.step()  # makes the momentum buffers: from now on the unrolled pass is captured
+    for seed in range(3):
+        batch = _joint_inputs(seed)
+        want, want_loss = arch.unrolled_gradient(*batch, 0.05, opt)
+        want_train = arch._virtual_step_train
+        got, got_loss = arch._unrolled_gradient(*batch, 0.05, opt)
+        assert torch.allclose(got_loss, want_loss, atol=1e-5)
+        for g, w in zip(got, want):
+            assert torch.allclose(g, w, atol=1e-5, rtol=1e-3)
+        for g, w in zip(arch._virtual_step_train[1], want_train[1]):
+            assert torch.allclose(g, w, atol=1e-5, rtol=1e-4)
+    graphed = arch._graphed_unrolled[1]
+    assert not graphed.failed and len(graphed.graphs) == 1

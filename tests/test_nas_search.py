@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nas_toys import _settings, toy_loaders
 from tinyml_torchmodelopt.nas import Architect, NetworkCnn, SearchNetwork, derive_genotype, search, search_and_get_model
+from tinyml_torchmodelopt.nas import architect as architect_module
 from tinyml_torchmodelopt.nas.cuda_graph import make_capturable
 from tinyml_torchmodelopt.nas.train_cnn_search import settings_from_args
 from tinyml_torchmodelopt.nas.utils import spearman
@@ -144,6 +145,34 @@ def test_resume_equals_uninterrupted(tmp_path, extra):
     assert resumed.genotype == full.genotype
     assert resumed.alphas_normal == full.alphas_normal and resumed.alphas_reduce == full.alphas_reduce
     assert [r.genotype for r in resumed.history] == [r.genotype for r in full.history]
+
+
+def test_unrolled_step_as_a_device_pass_follows_the_host_step(monkeypatch):
+    """What a GPU search replays as a CUDA graph (eps a device tensor, eta an input), run on the CPU."""
+    train, valid = toy_loaders(n=48, batch=12)
+    settings = _settings(epochs=2, unrolled=True, optimization_mode='Memory')
+    host = search(train, valid, settings)
+    monkeypatch.setattr(Architect, '_graphed', lambda self: True)
+    monkeypatch.setattr(architect_module, 'GraphedUpdate', lambda update: update)  # op by op
+    monkeypatch.setattr(architect_module, 'make_capturable', lambda optimizer: None)
+    passes = []
+    monkeypatch.setattr(architect_module, 'GraphedPass', lambda run: passes.append(run) or run)
+    device = search(train, valid, settings)
+    assert len(passes) == 1  # built once, after the first weight step made the momentum buffers
+    for h, d in zip(host.history, device.history):
+        assert d.valid_loss == pytest.approx(h.valid_loss, rel=1e-4)
+        assert d.train_loss == pytest.approx(h.train_loss, rel=1e-4)
+    assert torch.allclose(torch.tensor(device.alphas_normal), torch.tensor(host.alphas_normal), atol=1e-4)
+
+
+def test_device_hessian_vector_product_is_zero_for_a_zero_gradient(monkeypatch):
+    net, ((xt, yt), _) = _tiny_double_net()
+    arch = Architect(net, unrolled=True)
+    monkeypatch.setattr(Architect, '_graphed', lambda self: True)
+    zero = [torch.zeros_like(w) for w in net.weights()]
+    for v in (zero, [torch.full_like(w, float('nan')) for w in net.weights()]):
+        terms = arch._hessian_vector_product(v, [w.detach().clone() for w in net.weights()], xt, yt)
+        assert all(torch.equal(t, torch.zeros_like(t)) for t in terms)
 
 
 def test_alpha_optimizer_state_of_a_cuda_run_resumes_on_the_cpu():

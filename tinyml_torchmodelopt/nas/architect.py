@@ -8,8 +8,9 @@ supernet weights in place and restoring them (no deep copy, no rebuilt model):
     w+- = w -+ ... = w +- eps * v,   v = grad_w' L_val(w'),   eps = 0.01 / ||v||
 
 (finite-difference Hessian-vector product). When ||v|| = 0 the second-order
-term is exactly zero and is skipped, instead of dividing by zero (the reference
-turned every weight into NaN there).
+term is exactly zero and is skipped (on a CUDA device, where the step is a
+captured graph and cannot branch on a value, masked to zero), instead of
+dividing by zero (the reference turned every weight into NaN there).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Iterator, NamedTuple, Protocol, Sequence
 import torch
 from torch import nn
 
-from .cuda_graph import GraphedJointPass, GraphedUpdate, eager_joint_pass, make_capturable
+from .cuda_graph import GraphedJointPass, GraphedPass, GraphedUpdate, eager_joint_pass, make_capturable
 
 
 class Supernet(Protocol):
@@ -107,6 +108,7 @@ class Architect:
         self._joint_passes: dict = {}  # 'all' / 'weights' -> the pass, built on first use
         self._graphed_update: GraphedUpdate | None = None  # the alpha update on a CUDA device, built on first use
         self._multiplier: torch.Tensor | None = None  # its budget multiplier (a device buffer)
+        self._graphed_unrolled: tuple | None = None  # (weight optimiser, the unrolled pass as a CUDA graph)
 
     # -- regularisers -----------------------------------------------------------
     def regularizer(self) -> torch.Tensor:
@@ -128,7 +130,7 @@ class Architect:
         """One alpha update; returns the validation loss (detached)."""
         alphas = self.model.arch_parameters()
         if self.unrolled:
-            grads, val_loss = self.unrolled_gradient(x_train, y_train, x_valid, y_valid, eta, weight_optimizer)
+            grads, val_loss = self._unrolled_gradient(x_train, y_train, x_valid, y_valid, eta, weight_optimizer)
         else:
             with frozen(self.model.weights()):
                 val_loss = self.model.loss(x_valid, y_valid)
@@ -250,6 +252,33 @@ class Architect:
             g = max(-1.0, min(1.0, g))
             self.penalty_weight = max(-100.0, min(100.0, self.penalty_weight + self.budget_rate * g))
 
+    def _unrolled_gradient(self, x_train, y_train, x_valid, y_valid, eta: float,
+                           weight_optimizer: torch.optim.Optimizer | None):
+        """:meth:`unrolled_gradient`, on a CUDA device replayed from a CUDA graph (its four passes and the
+        virtual step are many thousands of small kernels op by op) once the weight optimiser's momentum
+        buffers exist (the virtual step reads them)."""
+        if not (self._graphed() and _momentum_ready(weight_optimizer, self.model.weights())):
+            return self.unrolled_gradient(x_train, y_train, x_valid, y_valid, eta, weight_optimizer)
+        if self._graphed_unrolled is None or self._graphed_unrolled[0] is not weight_optimizer:
+            self._graphed_unrolled = (weight_optimizer, GraphedPass(self._unrolled_pass(weight_optimizer)))
+        alpha = self.model.arch_parameters()[0]
+        eta = torch.full((), eta, dtype=alpha.dtype, device=alpha.device)  # an input: it changes per epoch
+        out = self._graphed_unrolled[1](x_train, y_train, x_valid, y_valid, eta)
+        n_alphas = len(self.model.arch_parameters())
+        val_loss, train_loss, train_logits, val_logits = out[:4]
+        self._virtual_step_train = (train_loss, list(out[4 + n_alphas:]), train_logits)
+        self.model.last_logits = val_logits
+        return list(out[4:4 + n_alphas]), val_loss
+
+    def _unrolled_pass(self, weight_optimizer: torch.optim.Optimizer | None):
+        """:meth:`unrolled_gradient` as a pure function of tensors (the graph's outputs)."""
+        def run(x_train, y_train, x_valid, y_valid, eta):
+            d_alpha, val_loss = self.unrolled_gradient(x_train, y_train, x_valid, y_valid, eta, weight_optimizer)
+            train_loss, g_train, train_logits = self._virtual_step_train
+            return (val_loss.detach(), train_loss, train_logits.detach(), self.model.last_logits.detach(),
+                    *d_alpha, *g_train)
+        return run
+
     def unrolled_gradient(self, x_train, y_train, x_valid, y_valid, eta: float,
                           weight_optimizer: torch.optim.Optimizer | None = None):
         """Second-order DARTS gradient w.r.t. the alphas (weights are restored afterwards)."""
@@ -267,7 +296,7 @@ class Architect:
                 if moving:
                     torch._foreach_add_([s for s, _ in moving], [b for _, b in moving], alpha=self.momentum)
             backup = torch._foreach_mul(weights, 1.0)  # detached copies (no_grad)
-            torch._foreach_add_(weights, step, alpha=-eta)
+            _add_scaled(weights, step, -eta)
         try:
             val_loss = model.loss(x_valid, y_valid)
             val_logits = getattr(model, 'last_logits', None)
@@ -285,22 +314,46 @@ class Architect:
 
     def _hessian_vector_product(self, v: Sequence[torch.Tensor], w0: Sequence[torch.Tensor],
                                 x, y, r: float = 1e-2):
-        """(grad_a L(w0 + eps v) - grad_a L(w0 - eps v)) / (2 eps), eps = r / ||v||; None if v == 0."""
+        """(grad_a L(w0 + eps v) - grad_a L(w0 - eps v)) / (2 eps), eps = r / ||v||; None if v == 0.
+
+        On a CUDA device with graphs eps stays a device tensor (no host read, so the step can be
+        captured): a zero or non-finite ||v|| then gives a zero term instead of None.
+        """
         model, alphas, weights = self.model, self.model.arch_parameters(), self.model.weights()
         norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(list(v))))
-        if not torch.isfinite(norm) or float(norm) == 0.0:
+        ok = None
+        if self._graphed():
+            ok = torch.isfinite(norm) & (norm > 0)
+            eps = torch.where(ok, r / norm, torch.zeros_like(norm))
+        elif not torch.isfinite(norm) or float(norm) == 0.0:
             return None
-        eps = r / float(norm)
-        with torch.no_grad():
-            torch._foreach_copy_(weights, w0)
-            torch._foreach_add_(weights, v, alpha=eps)
-        with frozen(weights):
-            loss_pos = model.loss(x, y)
-        g_pos = torch.autograd.grad(loss_pos, alphas)
-        with torch.no_grad():
-            torch._foreach_copy_(weights, w0)
-            torch._foreach_add_(weights, v, alpha=-eps)
-        with frozen(weights):
-            loss_neg = model.loss(x, y)
-        g_neg = torch.autograd.grad(loss_neg, alphas)
-        return [(p - n) / (2 * eps) for p, n in zip(g_pos, g_neg)]
+        else:
+            eps = r / float(norm)
+        g = []
+        for sign in (1, -1):
+            with torch.no_grad():
+                torch._foreach_copy_(weights, w0)
+                _add_scaled(weights, v, eps * sign)
+            with frozen(weights):
+                loss = model.loss(x, y)
+            g.append(torch.autograd.grad(loss, alphas))
+        if ok is None:
+            return [(p - n) / (2 * eps) for p, n in zip(*g)]
+        half_inverse = torch.where(ok, 0.5 / eps, torch.zeros_like(eps))
+        return [torch.where(ok, (p - n) * half_inverse, torch.zeros_like(p)) for p, n in zip(*g)]
+
+
+def _momentum_ready(optimizer: torch.optim.Optimizer | None, weights: Sequence[torch.Tensor]) -> bool:
+    """True when the virtual step of an unrolled iteration will not change shape any more: no optimiser,
+    no momentum, or every weight's momentum buffer made (by the first weight step)."""
+    if optimizer is None or not any(group.get('momentum', 0) for group in optimizer.param_groups):
+        return True
+    return all(optimizer.state.get(w, {}).get('momentum_buffer') is not None for w in weights)
+
+
+def _add_scaled(tensors: list[torch.Tensor], other: Sequence[torch.Tensor], scale) -> None:
+    """tensors += scale * other, in place; ``scale`` a number or a 0-d tensor (device-side, capturable)."""
+    if torch.is_tensor(scale):
+        torch._foreach_add_(tensors, torch._foreach_mul(list(other), scale))
+    else:
+        torch._foreach_add_(tensors, list(other), alpha=scale)

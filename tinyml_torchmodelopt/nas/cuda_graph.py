@@ -44,19 +44,20 @@ def eager_joint_pass(model, params: list[torch.Tensor]) -> Callable[..., JointPa
     return run
 
 
-class GraphedJointPass:
-    """:func:`eager_joint_pass` replayed from a CUDA graph captured per input shape.
+class GraphedPass:
+    """A pure function of tensors ``fn(*inputs)`` (a forward and backward pass that leaves the model as it
+    found it) replayed from a CUDA graph captured per input shape.
 
     The returned tensors are the graph's output buffers: the next call overwrites
     them, so the caller uses them (optimiser steps, metrics) before calling again.
     """
 
-    def __init__(self, model, params: list[torch.Tensor]):
-        self.eager = eager_joint_pass(model, params)
+    def __init__(self, fn: Callable):
+        self.eager = fn
         self.graphs: dict = {}
         self.failed = False
 
-    def __call__(self, *batch: torch.Tensor) -> JointPass:
+    def __call__(self, *batch: torch.Tensor):
         if self.failed:
             return self.eager(*batch)
         key = tuple((t.shape, t.dtype) for t in batch)
@@ -88,6 +89,13 @@ class GraphedJointPass:
             self.failed = True
             return None
         return graph, inputs, outputs
+
+
+class GraphedJointPass(GraphedPass):
+    """:func:`eager_joint_pass` replayed from a CUDA graph captured per input shape."""
+
+    def __init__(self, model, params: list[torch.Tensor]):
+        super().__init__(eager_joint_pass(model, params))
 
 
 class GraphedUpdate:
