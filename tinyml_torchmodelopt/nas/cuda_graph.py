@@ -1,4 +1,4 @@
-"""The joint first-order pass and the alpha update of the search as replayed CUDA graphs.
+"""The passes and the alpha update of the search as replayed CUDA graphs.
 
 At the batch sizes of tiny-ML searches a GPU is launch-bound: one joint pass
 (forward and backward over [train; valid]) is 1 800 (preset s) to 5 300 (m)
@@ -9,7 +9,8 @@ losses, logits and gradients are read from its fixed outputs.
 
 The alpha update after the pass (the penalty's forward and backward, Adam, the
 budget multiplier: ~300 more small kernels) is captured the same way
-(:class:`GraphedUpdate`). A capture that fails (an operation the driver refuses
+(:class:`GraphedUpdate`), and so is an unrolled step's gradient (a
+:class:`GraphedPass` over ``Architect.unrolled_gradient``). A capture that fails (an operation the driver refuses
 while capturing) logs a warning and leaves the eager pass or update in place for
 the rest of the search.
 """
