@@ -10,9 +10,9 @@ losses, logits and gradients are read from its fixed outputs.
 The alpha update after the pass (the penalty's forward and backward, Adam, the
 budget multiplier: ~300 more small kernels) is captured the same way
 (:class:`GraphedUpdate`), and so is an unrolled step's gradient (a
-:class:`GraphedPass` over ``Architect.unrolled_gradient``). A capture that fails (an operation the driver refuses
-while capturing) logs a warning and leaves the eager pass or update in place for
-the rest of the search.
+:class:`GraphedPass` over ``Architect.unrolled_gradient``). A capture that fails
+(an operation the driver refuses while capturing) logs a warning and leaves the
+eager pass or update in place for the rest of the search.
 """
 from __future__ import annotations
 
@@ -74,22 +74,10 @@ class GraphedPass:
 
     def _capture(self, batch):
         inputs = [t.clone() for t in batch]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        try:
-            with torch.cuda.stream(side):
-                for _ in range(WARMUP_PASSES):
-                    self.eager(*inputs)
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                outputs = self.eager(*inputs)
-        except RuntimeError as err:  # e.g. an operation that syncs with the host inside the pass
-            torch.cuda.synchronize()
-            log.warning("search pass not captured as a CUDA graph, running it op by op: %s", err)
-            self.failed = True
-            return None
-        return graph, inputs, outputs
+        _on_side_stream(self.eager, inputs, WARMUP_PASSES)  # lazy cuBLAS / allocator set-up, results unused
+        recorded = _record(self.eager, inputs, 'pass')
+        self.failed = recorded is None
+        return None if recorded is None else (recorded[0], inputs, recorded[1])
 
 
 class GraphedJointPass(GraphedPass):
@@ -123,11 +111,7 @@ class GraphedUpdate:
             self.update(*inputs)
             return
         if self.graph is None and self.calls <= self.warmup_calls:
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self.update(*inputs)
-            torch.cuda.current_stream().wait_stream(side)
+            _on_side_stream(self.update, inputs, 1)
             return
         if self.graph is None and not self._capture(inputs):
             self.update(*inputs)  # the failed capture ran nothing: this call's update, op by op
@@ -138,17 +122,34 @@ class GraphedUpdate:
 
     def _capture(self, inputs) -> bool:
         self.inputs = [t.clone() for t in inputs]
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph):
-                self.update(*self.inputs)
-        except RuntimeError as err:
-            torch.cuda.synchronize()
-            log.warning("search update not captured as a CUDA graph, running it op by op: %s", err)
-            self.failed = True
-            return False
-        self.graph = graph
-        return True
+        recorded = _record(self.update, self.inputs, 'update')
+        self.failed = recorded is None
+        self.graph = None if recorded is None else recorded[0]
+        return not self.failed
+
+
+def _on_side_stream(fn: Callable, inputs, times: int) -> None:
+    """Run ``fn(*inputs)`` eagerly ``times`` times on a side stream (how a capture wants its warm-up)."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(times):
+            fn(*inputs)
+    torch.cuda.current_stream().wait_stream(side)
+
+
+def _record(fn: Callable, inputs, what: str):
+    """(graph, outputs) of ``fn(*inputs)`` captured into a new CUDA graph (nothing runs), or None with a
+    warning when the driver refuses an operation (e.g. one that syncs with the host)."""
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            outputs = fn(*inputs)
+    except RuntimeError as err:
+        torch.cuda.synchronize()
+        log.warning("search %s not captured as a CUDA graph, running it op by op: %s", what, err)
+        return None
+    return graph, outputs
 
 
 def make_capturable(optimizer: torch.optim.Optimizer) -> None:
