@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.data import DataLoader, TensorDataset
 
-from tinyml_torchmodelopt.nas import SearchSettings
+from tinyml_torchmodelopt.nas import Architect, SearchSettings
+from tinyml_torchmodelopt.nas import architect as architect_module
 
 
 def toy_loaders(n=64, length=32, batch=16, seed=0, raw=False, four_d=False, channels=1):
@@ -27,3 +29,31 @@ def _settings(**kw):
                 epochs=3, arch_learning_rate=0.05, seed=0)
     base.update(kw)
     return SearchSettings(**base)
+
+
+def device_path_on_the_cpu(monkeypatch, graphed_pass=lambda run: run):
+    """Run what a CUDA search replays as graphs (device-side budget multiplier and eps) op by op on the CPU."""
+    monkeypatch.setattr(Architect, '_graphed', lambda self: True)
+    monkeypatch.setattr(architect_module, 'GraphedJointPass', architect_module.eager_joint_pass)
+    monkeypatch.setattr(architect_module, 'GraphedPass', graphed_pass)
+    monkeypatch.setattr(architect_module, 'GraphedUpdate', lambda update: update)
+    monkeypatch.setattr(architect_module, 'make_capturable', lambda optimizer: None)  # CPU Adam cannot be
+
+
+class HostTraffic(TorchDispatchMode):
+    """Records the operations a CUDA graph capture refuses: host reads (also hidden ones, such as a
+    boolean-mask selection, whose result size the host must know) and tensors made from host values."""
+    REFUSED = ('aten._local_scalar_dense', 'aten.nonzero', 'aten.masked_select', 'aten.lift_fresh',
+               'aten.unique', 'aten.item')
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        mask_index = name == 'aten.index.Tensor' and any(
+            i is not None and i.dtype == torch.bool for i in args[1])
+        if name.startswith(self.REFUSED) or mask_index:
+            self.seen.append(name)
+        return func(*args, **(kwargs or {}))

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
-from nas_toys import _settings, toy_loaders
+from nas_toys import HostTraffic, _settings, device_path_on_the_cpu, toy_loaders
 from tinyml_torchmodelopt.nas import Architect, SearchNetwork, search
-from tinyml_torchmodelopt.nas import architect as architect_module
 from tinyml_torchmodelopt.nas.expected_cost import node_offsets
 from tinyml_torchmodelopt.nas.genotypes import Genotype_CNN
 
@@ -182,10 +180,7 @@ def test_budget_update_on_the_device_follows_the_host_update(monkeypatch):
     settings = _settings(epochs=3, optimization_mode='Memory', target_params=400)
     train, valid = toy_loaders(n=48, batch=12)
     host = search(train, valid, settings)
-    monkeypatch.setattr(Architect, '_graphed', lambda self: True)
-    monkeypatch.setattr(architect_module, 'GraphedJointPass', architect_module.eager_joint_pass)
-    monkeypatch.setattr(architect_module, 'GraphedUpdate', lambda update: update)  # the update op by op
-    monkeypatch.setattr(architect_module, 'make_capturable', lambda optimizer: None)  # CPU Adam cannot be
+    device_path_on_the_cpu(monkeypatch)
     calls = []
     on_device = SearchNetwork.derived_cost_tensor
     monkeypatch.setattr(SearchNetwork, 'derived_cost_tensor',
@@ -196,25 +191,6 @@ def test_budget_update_on_the_device_follows_the_host_update(monkeypatch):
         assert d.penalty_weight == pytest.approx(h.penalty_weight, rel=1e-4, abs=1e-6)
         assert d.valid_loss == pytest.approx(h.valid_loss, rel=1e-4)
     assert device.history[-1].params == host.history[-1].params
-
-
-class _HostTraffic(TorchDispatchMode):
-    """Records the operations a CUDA graph capture refuses: host reads (also hidden ones, such as a
-    boolean-mask selection, whose result size the host must know) and tensors made from host values."""
-    REFUSED = ('aten._local_scalar_dense', 'aten.nonzero', 'aten.masked_select', 'aten.lift_fresh',
-               'aten.unique', 'aten.item')
-
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        name = str(func)
-        mask_index = name == 'aten.index.Tensor' and any(
-            i is not None and i.dtype == torch.bool for i in args[1])
-        if name.startswith(self.REFUSED) or mask_index:
-            self.seen.append(name)
-        return func(*args, **(kwargs or {}))
 
 
 @pytest.mark.parametrize('budget', [None, 3000.0])
@@ -229,6 +205,6 @@ def test_the_graphed_alpha_update_reads_nothing_from_the_host(budget, monkeypatc
     monkeypatch.setattr(arch.optimizer, 'step', lambda: None)  # CPU Adam reads its step count; CUDA's is capturable
     grads = [torch.randn_like(a) for a in net.arch_parameters()]
     arch._alpha_update(grads)  # first call: cost tables and index tensors are built (and cached) here
-    with _HostTraffic() as traffic:
+    with HostTraffic() as traffic:
         arch._alpha_update(grads)
     assert traffic.seen == []

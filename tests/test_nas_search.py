@@ -6,9 +6,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from nas_toys import _settings, toy_loaders
+from nas_toys import HostTraffic, _settings, device_path_on_the_cpu, toy_loaders
 from tinyml_torchmodelopt.nas import Architect, NetworkCnn, SearchNetwork, derive_genotype, search, search_and_get_model
-from tinyml_torchmodelopt.nas import architect as architect_module
 from tinyml_torchmodelopt.nas.cuda_graph import make_capturable
 from tinyml_torchmodelopt.nas.train_cnn_search import settings_from_args
 from tinyml_torchmodelopt.nas.utils import spearman
@@ -152,17 +151,29 @@ def test_unrolled_step_as_a_device_pass_follows_the_host_step(monkeypatch):
     train, valid = toy_loaders(n=48, batch=12)
     settings = _settings(epochs=2, unrolled=True, optimization_mode='Memory')
     host = search(train, valid, settings)
-    monkeypatch.setattr(Architect, '_graphed', lambda self: True)
-    monkeypatch.setattr(architect_module, 'GraphedUpdate', lambda update: update)  # op by op
-    monkeypatch.setattr(architect_module, 'make_capturable', lambda optimizer: None)
     passes = []
-    monkeypatch.setattr(architect_module, 'GraphedPass', lambda run: passes.append(run) or run)
+    device_path_on_the_cpu(monkeypatch, graphed_pass=lambda run: passes.append(run) or run)
     device = search(train, valid, settings)
     assert len(passes) == 1  # built once, after the first weight step made the momentum buffers
     for h, d in zip(host.history, device.history):
         assert d.valid_loss == pytest.approx(h.valid_loss, rel=1e-4)
         assert d.train_loss == pytest.approx(h.train_loss, rel=1e-4)
     assert torch.allclose(torch.tensor(device.alphas_normal), torch.tensor(host.alphas_normal), atol=1e-4)
+
+
+def test_the_graphed_unrolled_pass_reads_nothing_from_the_host(monkeypatch):
+    """The unrolled step a GPU search captures (virtual step, four passes, device-side eps), on the CPU."""
+    device_path_on_the_cpu(monkeypatch)
+    net, ((xt, yt), (xv, yv)) = _tiny_double_net()
+    arch = Architect(net, unrolled=True, penalty_mode='Memory', penalty_weight=0.5)
+    opt = torch.optim.SGD(net.weights(), 0.05, momentum=0.9)
+    for w in net.weights():
+        w.grad = torch.ones_like(w)
+    opt.step()
+    run, eta = arch._unrolled_pass(opt), torch.tensor(0.05, dtype=torch.float64)
+    with HostTraffic() as traffic:
+        run(xt, yt, xv, yv, eta)
+    assert traffic.seen == []
 
 
 def test_device_hessian_vector_product_is_zero_for_a_zero_gradient(monkeypatch):
