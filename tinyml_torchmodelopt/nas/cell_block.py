@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 
 from . import native
+from .fused_ops import scratch
 from .state_block import BlockConf, conv_bn_relu_conf, native_block_backward, native_block_forward
 
 
@@ -89,9 +90,12 @@ class _NativeCell(torch.autograd.Function):
         p_req = [need_s[i] or need_pre[i] for i in range(2)]  # the preprocessed inputs need a gradient
         node_req = any(need_W) or any(need_w) or any(p_req)
         node_shape = ctx.shapes[2]
-        grad_nodes = grad_out.new_zeros(steps, grad_out.numel() // multiplier)
+        # the node gradients live only in this call: reused buffers (cache-warm, no fresh pages to fault in)
+        grad_nodes = scratch('cell_grad_nodes', (steps, grad_out.numel() // multiplier), grad_out)
+        grad_nodes[:steps - multiplier].zero_()
         grad_nodes[steps - multiplier:] = grad_out.reshape(multiplier, -1)
-        grad_p = [grad_out.new_zeros(ctx.shapes[i]) if p_req[i] else None for i in range(2)]
+        grad_p = [scratch(f'cell_grad_input{i}', ctx.shapes[i], grad_out).zero_() if p_req[i] else None
+                  for i in range(2)]
         grad_W, grad_w = [None] * n, [None] * n
         for j in reversed(range(n)):  # a node's gradient is complete before the state that reads it
             want_x = p_req[j] if j < 2 else node_req

@@ -217,10 +217,12 @@ def _conv_backward(g, x, wmat, kmax: int, blocks, stride: int, padding: int, spl
     grad_x = grad_w = None
     K = native.kernels()
     if want_x and _rows_native(K, wmat, g):
-        gcols = scratch('grad_patches', (kmax * C, g.shape[1]), g)
+        # a pointwise conv's input-gradient patches are its input gradient: written straight into a new tensor
+        pointwise = kmax == 1 and stride == 1 and padding == 0 and grad_x_into is None
+        gcols = g.new_empty(C, N * L) if pointwise else scratch('grad_patches', (kmax * C, g.shape[1]), g)
         K.call('conv_blocks_input_grad', g.dtype, wmat, wmat.stride(0), _block_table(blocks, largest_first=True),
                len(blocks), kmax, C, g, g.stride(0), g.shape[1], gcols, gcols.stride(0))
-        grad_x = _col2im(gcols, x.shape, kmax, stride, padding, grad_x_into)
+        grad_x = gcols.view(C, N, L) if pointwise else _col2im(gcols, x.shape, kmax, stride, padding, grad_x_into)
     elif want_x:
         gcols = None
         for r0, r1, k in sorted(blocks, key=lambda b: -b[2]):  # a kmax block first: it sets every row
