@@ -31,21 +31,20 @@ def _valid_gram(gc: torch.Tensor, r: torch.Tensor, C: int, N: int, split: int | 
 
 
 # Conv outputs up to this size are kept for the backward; larger ones (wide supernets) are
-# recomputed from the state: preset m keeps its ~0.8 MB blocks (10-15 % faster), preset l
-# recomputes its ~1.5 MB blocks (475 instead of 560 MB peak RSS) in unrolled searches, whose
-# four passes per step hold the most memory. First-order searches keep blocks up to
-# FIRST_ORDER_KEEP_BYTES (see :func:`conv_outputs_kept`).
+# recomputed from the state (one extra forward conv for much less memory). Searches keep
+# blocks up to SEARCH_KEEP_BYTES (see :func:`conv_outputs_kept`).
 KEEP_CONV_OUTPUT_MAX_BYTES = 2 ** 20
-FIRST_ORDER_KEEP_BYTES = 4 * 2 ** 20
+SEARCH_KEEP_BYTES = 4 * 2 ** 20
 
 
 @contextmanager
 def conv_outputs_kept(max_bytes: int):
     """Within this block, state blocks keep conv outputs of up to ``max_bytes`` for the backward.
 
-    Keeping preset l's 1.5 MB blocks in a first-order search saves the recomputing
-    forward conv of every backward (a quarter to a third of its conv MACs) for
-    about 30 MB more peak memory.
+    Keeping preset l's 1.5 MB blocks saves the recomputing forward conv of every
+    backward (a quarter to a third of its conv MACs) for more peak memory: about
+    30 MB in a first-order search, about 80 MB in an unrolled one (400 -> 480 MB
+    peak RSS in the benchmark), whose steps are then 7-19 % faster.
     """
     global KEEP_CONV_OUTPUT_MAX_BYTES
     saved, KEEP_CONV_OUTPUT_MAX_BYTES = KEEP_CONV_OUTPUT_MAX_BYTES, max_bytes

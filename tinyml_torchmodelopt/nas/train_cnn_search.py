@@ -6,7 +6,6 @@ entry point of the seed README and returns the untrained final ``NetworkCnn``.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
@@ -21,7 +20,7 @@ import torch.nn.functional as F
 from ..profile import profile_model
 from .architect import COST_KIND, Architect
 from .fused_ops import release_scratch
-from .state_block import FIRST_ORDER_KEEP_BYTES, conv_outputs_kept
+from .state_block import SEARCH_KEEP_BYTES, conv_outputs_kept
 from .genotypes import PRIMITIVES_CNN, Genotype_CNN, genotype_from_dict, genotype_to_dict
 from .model import NetworkCnn, check_stem_pool
 from .model_search_cnn import SearchNetwork
@@ -244,9 +243,7 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
         t0 = time.perf_counter()
         lr = sched.get_last_lr()[0]
         learning = epoch >= settings.warmup_epochs
-        # first-order passes keep larger conv outputs for their backward (faster; unrolled: less memory)
-        kept = contextlib.nullcontext() if settings.unrolled else conv_outputs_kept(FIRST_ORDER_KEEP_BYTES)
-        with kept:
+        with conv_outputs_kept(SEARCH_KEEP_BYTES):  # larger conv outputs kept for the backward: faster
             stats = _run_epoch(model, architect, w_opt, train, valid, gen, lr, settings, target,
                                update_alphas=learning)
         if not math.isfinite(stats['train_loss'] + stats['valid_loss']):
