@@ -121,6 +121,8 @@ def test_an_update_that_cannot_be_captured_runs_eagerly(caplog):
         update(torch.ones((), device='cuda'))
     assert update.failed and 'not captured as a CUDA graph' in caplog.text
     assert float(counter) == 4.0
+    # the aborted capture leaves the CUDA generator usable for eager draws (dropout, noise)
+    assert torch.nn.functional.dropout(torch.ones(64, device='cuda'), 0.5).shape == (64,)
 
 
 def test_graphed_unrolled_gradient_replays_the_eager_one_on_new_batches():
@@ -128,9 +130,8 @@ def test_graphed_unrolled_gradient_replays_the_eager_one_on_new_batches():
     net = SearchNetwork(4, 3, 4, nodes_per_layer=3, multiplier=3, input_length=48).cuda()
     arch = Architect(net, unrolled=True, penalty_mode='Memory', penalty_weight=0.5)
     opt = torch.optim.SGD(net.weights(), 0.05, momentum=0.9)
-    gen = torch.Generator().manual_seed(1)  # not the CUDA generator: a failed capture (the tests above) can
-    for w in net.weights():                 # leave it marked as capturing, and it then refuses eager draws
-        w.grad = 1e-2 * torch.randn(w.shape, generator=gen).cuda()
+    for w in net.weights():  # eager draws on the GPU, after the failed capture of the test above
+        w.grad = 1e-2 * torch.randn_like(w)
     opt.step()  # makes the momentum buffers: from now on the unrolled pass is captured
     for seed in range(3):
         batch = _joint_inputs(seed)

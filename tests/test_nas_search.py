@@ -1,5 +1,6 @@
 """Supernet, architect and search-loop tests (tinyml_torchmodelopt.nas); budget mode: test_nas_budget.py."""
 import argparse
+import contextlib
 import dataclasses
 
 import pytest
@@ -8,6 +9,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from nas_toys import HostTraffic, _settings, device_path_on_the_cpu, toy_loaders
 from tinyml_torchmodelopt.nas import Architect, NetworkCnn, SearchNetwork, derive_genotype, search, search_and_get_model
+from tinyml_torchmodelopt.nas import cuda_graph
 from tinyml_torchmodelopt.nas.cuda_graph import make_capturable
 from tinyml_torchmodelopt.nas.train_cnn_search import settings_from_args
 from tinyml_torchmodelopt.nas.utils import spearman
@@ -199,6 +201,28 @@ def test_alpha_optimizer_state_of_a_cuda_run_resumes_on_the_cpu():
     resumed._update_alphas([torch.ones_like(a) for a in net.arch_parameters()])
     assert all(not torch.equal(a, b) for a, b in zip(net.arch_parameters(), before))
     assert resumed.optimizer.state[net.arch_parameters()[0]]['step'] == 2
+
+
+def test_a_failed_capture_is_followed_by_a_clean_one(monkeypatch, caplog):
+    # the CUDA calls faked on the CPU: an aborted capture must leave the generators out of capture mode
+    captures = []
+
+    @contextlib.contextmanager
+    def capture(graph):
+        captures.append(graph)
+        yield
+        if len(captures) == 1:
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, 'CUDAGraph', object)
+    monkeypatch.setattr(torch.cuda, 'graph', capture)
+    monkeypatch.setattr(torch.cuda, 'synchronize', lambda: None)
+    cleaned = []
+    monkeypatch.setattr(cuda_graph, '_end_generator_capture', lambda: cleaned.append(len(captures)))
+    assert cuda_graph._record(lambda x: x + 1, [torch.ones(2)], 'pass') is None
+    assert cleaned == [1] and 'not captured as a CUDA graph' in caplog.text
+    graph, out = cuda_graph._record(lambda x: x + 1, [torch.ones(2)], 'pass')
+    assert cleaned == [1] and torch.equal(out, torch.full((2,), 2.0))
 
 
 def test_search_and_get_model_namespace_raw_4d():

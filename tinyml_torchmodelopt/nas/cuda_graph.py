@@ -148,8 +148,28 @@ def _record(fn: Callable, inputs, what: str):
     except RuntimeError as err:
         torch.cuda.synchronize()
         log.warning("search %s not captured as a CUDA graph, running it op by op: %s", what, err)
+        del graph
+        _end_generator_capture()
         return None
     return graph, outputs
+
+
+def _end_generator_capture() -> None:
+    """Undo what an aborted capture leaves in PyTorch's CUDA generators.
+
+    A capture that ends in an error skips the step that takes the default CUDA generator
+    out of capture mode (in PyTorch releases whose graphs do not drop their generator
+    state when destroyed), and every later eager random draw on the GPU, e.g. the
+    caller's dropout, then fails with "Offset increment outside graph capture encountered
+    unexpectedly" (seen on the H200 at stop 26). A capture of one small op that ends
+    normally resets it; where PyTorch already cleaned up, it changes nothing.
+    """
+    probe, scratch = torch.cuda.CUDAGraph(), torch.zeros(1, device='cuda')
+    try:
+        with torch.cuda.graph(probe):
+            scratch.add_(1)
+    except RuntimeError as err:  # the fallback runs op by op either way
+        log.debug("no clean capture after a failed one: %s", err)
 
 
 def make_capturable(optimizer: torch.optim.Optimizer) -> None:
