@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from . import native
-from .fused_ops import (_EPS, _bn_backward, _bn_forward, _bn_normalised, _conv_backward, _conv_forward,
-                        _stat_groups, conv_weight_matrix, scratch)
+from .fused_ops import (_EPS, _block_table, _bn_backward, _bn_forward, _bn_normalised, _conv_backward,
+                        _conv_forward, _stat_groups, conv_weight_matrix, scratch)
 from .pool_ops import pool3_backward, pool3_forward
 
 
@@ -210,27 +210,28 @@ def native_block_forward(x, weight, W, conf, split, out=None, accumulate: bool =
     ``out``: an (E, C*N*L_out) tensor with contiguous rows to write (``accumulate``: add) the mixed
     edges into; default a new one. ``keep_patches``: keep the im2col patches with a kept conv output;
     only the weight gradient reads them (without it they go to a reused scratch buffer, still warm in
-    the cache for the conv product, instead of fresh memory).
+    the cache for the conv product, instead of fresh memory). One compiled call (``state_forward``).
     """
     blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = conf
-    K = native.kernels()
     x, W = x.contiguous(), W.contiguous()
-    _, N, L = x.shape
+    Cx, N, L = x.shape
     halves = _stat_groups(split, N)
     Lo = (L - 1) // stride + 1
     R = n_bn_relu + n_bn
     xh = mean = rstd = cols = None
     keep = weight is not None and R * N * Lo * x.element_size() <= KEEP_CONV_OUTPUT_MAX_BYTES
     if weight is not None:  # not kept: the conv output and its patches are scratch
-        xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True,
-                                 temporary=not keep, temporary_patches=not (keep and keep_patches))
+        weight = weight if weight.stride(1) == 1 else weight.contiguous()
+        cols = _patch_buffer(x, kmax, stride, Lo, temporary=not (keep and keep_patches))
+        xh = x.new_empty(R, N * Lo) if keep else scratch('conv_out', (R, N * Lo), x)
         mean, rstd = x.new_empty(R * halves), x.new_empty(R * halves)
-        K.call('bn_forward', x.dtype, xh, R, halves, N * Lo // halves, _EPS, mean, rstd)
     codes = _shared_codes(shared)
     if out is None:
         out = x.new_empty(W.shape[0], C * N * Lo)
-    K.call('mix_forward', x.dtype, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L, Lo,
-           stride, codes, len(shared), int(per_edge), int(accumulate), out)
+    native.kernels().call(
+        'state_forward', x.dtype, x, cols, weight, _conv_table(weight, blocks), xh, mean, rstd, W, codes, out,
+        0 if weight is None else weight.stride(0), len(blocks), Cx, N, L, Lo, stride, kmax, R, halves, _EPS,
+        W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, len(shared), int(per_edge), int(accumulate))
     return out, (x, weight, W, xh if keep else None, cols if keep and keep_patches else None, mean, rstd, codes)
 
 
@@ -238,33 +239,55 @@ def native_block_backward(saved, conf, split, gc, want_x: bool, want_w: bool, wa
     """Gradients (x, weight, W) of :func:`native_block_forward` for gc (E, C*N*L_out), contiguous.
 
     ``grad_x_into``: a contiguous (C, N, L) tensor the input gradient is added to (and returned).
+    One compiled call (``state_backward``).
     """
     blocks, kmax, stride, n_bn_relu, n_bn, shared, C, tap_mask, per_edge = conf
     x, weight, W, xh, cols, mean, rstd, codes = saved
     K = native.kernels()
-    _, N, L = x.shape
+    Cx, N, L = x.shape
     halves = _stat_groups(split, N)
     Lo = (L - 1) // stride + 1
     R = n_bn_relu + n_bn
-    if weight is not None and xh is None:  # recompute the normalised conv output (and its patches)
-        xh, cols = _conv_forward(x, weight, kmax, blocks, stride, kmax // 2, with_patches=True,
-                                 temporary=True, temporary_patches=True)
-        K.call('bn_apply', x.dtype, xh, R, halves, N * Lo // halves, mean, rstd)
-    gy = scratch('grad_conv_out', (R, N * Lo), x) if weight is not None else None
+    conv = weight is not None
+    recompute = conv and xh is None  # the normalised conv output (and its patches) again, in scratch
+    if recompute:
+        xh, cols = scratch('conv_out', (R, N * Lo), x), _patch_buffer(x, kmax, stride, Lo, temporary=True)
+    elif conv and want_w and cols is None:  # patches not kept (not reached from the supernet's own passes)
+        cols = _patch_buffer(x, kmax, stride, Lo, temporary=True)
+        if cols.data_ptr() != x.data_ptr():
+            K.call('im2col', x.dtype, x, Cx, N, N, L, kmax, stride, kmax // 2, Lo, cols)
+    gy = scratch('grad_conv_out', (R, N * Lo), x) if conv else None
     acc = torch.zeros(2 * R * halves + W.numel(), dtype=torch.float64)  # BN sums, then grad W
     sums, grad_W = acc[:2 * R * halves], acc[2 * R * halves:].view(W.shape) if want_W else None
-    grad_x = grad_x_into if want_x else None
-    if grad_x is None and want_x and shared:
-        grad_x = torch.zeros_like(x)
-    K.call('mix_backward', x.dtype, gc, xh, x, W, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, N, L,
-           Lo, stride, codes, len(shared), int(per_edge), halves, 0 if split is None else split,
-           0 if split is None else split, gy, sums, grad_W, grad_x)
-    grad_weight = None
-    if weight is not None:
-        K.call('bn_backward', x.dtype, gy, xh, R, halves, N * Lo // halves, rstd, sums)
-        grad_x, grad_weight = _conv_backward(gy, x, weight, kmax, blocks, stride, kmax // 2, split,
-                                             want_x, want_w, tap_mask, grad_x_into=grad_x, patches=cols)
+    # a pointwise conv writes its whole input gradient (no col2im): straight into a new tensor
+    pointwise = conv and kmax == 1 and stride == 1 and not shared and grad_x_into is None
+    grad_x = gcols = None
+    if want_x:
+        grad_x = grad_x_into if grad_x_into is not None else x.new_empty(x.shape) if pointwise else torch.zeros_like(x)
+        if conv:
+            gcols = grad_x if pointwise else scratch('grad_patches', (kmax * Cx, N * Lo), x)
+    grad_weight = weight.new_zeros(weight.shape) if conv and want_w else None  # taps outside a block stay 0
+    K.call('state_backward', x.dtype, gc, x, cols, weight, _conv_table(weight, blocks),
+           _conv_table(weight, blocks, largest_first=True), xh, mean, rstd, W, codes, gy, sums, grad_W, grad_x, gcols,
+           grad_weight, 0 if weight is None else weight.stride(0), len(blocks), Cx, N, L, Lo, stride, kmax, R,
+           halves, W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, len(shared), int(per_edge),
+           0 if split is None else split, int(recompute))
+    if grad_weight is not None and tap_mask is not None:
+        grad_weight.mul_(tap_mask)
     return grad_x, grad_weight, None if grad_W is None else grad_W.to(W.dtype)
+
+
+def _patch_buffer(x: torch.Tensor, kmax: int, stride: int, Lo: int, temporary: bool) -> torch.Tensor:
+    """Where a state's im2col patches go: x itself for a pointwise conv, else a new or a scratch buffer."""
+    C, N, L = x.shape
+    if kmax == 1 and stride == 1:
+        return x.view(C, N * L)
+    shape = (kmax * C, N * Lo)
+    return scratch('patches', shape, x) if temporary else x.new_empty(shape)
+
+
+def _conv_table(weight: torch.Tensor | None, blocks, largest_first: bool = False) -> torch.Tensor | None:
+    return None if weight is None else _block_table(blocks, largest_first)
 
 
 def state_block(x: torch.Tensor, weight: torch.Tensor | None, kmax: int, W: torch.Tensor, blocks, stride: int,

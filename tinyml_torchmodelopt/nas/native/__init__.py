@@ -34,7 +34,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent
-SOURCES = ('kernels.c', 'kernels.h', 'gemm.h')
+SOURCES = ('kernels.c', 'kernels.h', 'gemm.h', 'state.h')
 CFLAGS = ('-O3', '-fopenmp-simd', '-fPIC', '-shared', '-fno-math-errno', '-fno-trapping-math')
 # Tried in order until one builds: OpenMP + this CPU's vector units, then without OpenMP, then portable.
 FLAG_SETS = (('-march=native', '-fopenmp'), ('-march=native',), ())
@@ -56,6 +56,8 @@ SIGNATURES = {  # name: argument types (pointers _P, integers _I, floats _D)
     'conv_blocks_forward': (_P, _I, _P, _I, _I, _I, _P, _I, _I, _P, _I),
     'conv_blocks_input_grad': (_P, _I, _P, _I, _I, _I, _P, _I, _I, _P, _I),
     'conv_blocks_weight_grad': (_P, _I, _P, _I, _I, _I, _P, _I, _I, _P, _I),
+    'state_forward': (_P,) * 10 + (_I,) * 10 + (_D,) + (_I,) * 8,
+    'state_backward': (_P,) * 17 + (_I,) * 19,
 }
 _SUFFIX = {torch.float32: 'f32', torch.float64: 'f64'}
 

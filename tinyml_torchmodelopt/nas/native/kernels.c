@@ -70,6 +70,7 @@ static i64 chunk_of_item(const ChunkPlan *p, i64 w) {
 #define SUF f32
 #include "kernels.h"
 #include "gemm.h"
+#include "state.h"
 #undef REAL
 #undef SUF
 
@@ -77,5 +78,6 @@ static i64 chunk_of_item(const ChunkPlan *p, i64 w) {
 #define SUF f64
 #include "kernels.h"
 #include "gemm.h"
+#include "state.h"
 #undef REAL
 #undef SUF
