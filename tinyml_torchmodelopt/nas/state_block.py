@@ -259,11 +259,13 @@ def native_block_backward(saved, conf, split, gc, want_x: bool, want_w: bool, wa
     gy = scratch('grad_conv_out', (R, N * Lo), x) if conv else None
     acc = torch.zeros(2 * R * halves + W.numel(), dtype=torch.float64)  # BN sums, then grad W
     sums, grad_W = acc[:2 * R * halves], acc[2 * R * halves:].view(W.shape) if want_W else None
-    # a pointwise conv writes its whole input gradient (no col2im): straight into a new tensor
     pointwise = conv and kmax == 1 and stride == 1 and not shared and grad_x_into is None
     grad_x = gcols = None
     if want_x:
-        grad_x = grad_x_into if grad_x_into is not None else x.new_empty(x.shape) if pointwise else torch.zeros_like(x)
+        if grad_x_into is not None:
+            grad_x = grad_x_into
+        else:  # a pointwise conv writes its whole input gradient (no col2im); the other paths add theirs
+            grad_x = x.new_empty(x.shape) if pointwise else torch.zeros_like(x)
         if conv:
             gcols = grad_x if pointwise else scratch('grad_patches', (kmax * Cx, N * Lo), x)
     grad_weight = weight.new_zeros(weight.shape) if conv and want_w else None  # taps outside a block stay 0

@@ -46,7 +46,8 @@ void FN(state_backward)(const REAL *gc, const REAL *x, REAL *cols, const REAL *w
         FN(state_conv)(x, Cx, N, L, Lo, stride, kmax, cols, weight, ldw, blocks, nblocks, xh);
         FN(bn_apply)(xh, R, halves, M, mean, rstd);
     }
-    /* the input gradient through the shared ops only when the conv adds its part afterwards */
+    /* the shared ops add their input gradient to gx first; without them gx may be a pointwise
+     * conv's output below, which writes it */
     FN(mix_backward)(gc, xh, x, W, E, Wcols, Gr, G, Cc, N, L, Lo, stride, codes, n_shared, per_edge, halves, split,
                      split, gy, sums, gW, n_shared ? gx : NULL);
     if (weight == NULL) return;
