@@ -321,3 +321,21 @@ def test_native_cell_keeps_patches_only_for_weight_gradients():
         assert len(cells) == 3
         patches = [kept[4] for cell in cells for kept in cell.blocks[2:] if kept[1] is not None]  # states with convs
         assert patches and all((p is not None) == weights_learn for p in patches)
+
+
+@needs_kernels
+@pytest.mark.parametrize('split', [None, 3])
+def test_native_weight_gradient_without_kept_patches_equals_with_them(split):
+    # the patches are kept only for weight gradients; asked for anyway, the backward rebuilds them
+    x, weight, kmax, W, blocks, n_bn_relu, n_bn = _block_inputs(3, 6, 13, 2, [3, 5, 7], True, ('max',),
+                                                              torch.float64, seed=4)
+    conf = state_block.BlockConf(blocks, kmax, 2, n_bn_relu, n_bn, ('max',), 3, None, False)
+    gc = torch.linspace(-1, 1, W.shape[0] * 3 * 6 * 7, dtype=torch.float64).view(W.shape[0], -1)
+    grads = []
+    for keep_patches in (True, False):
+        out, saved = state_block.native_block_forward(x, weight, W, conf, split, keep_patches=keep_patches)
+        assert (saved[4] is None) != keep_patches
+        state_block.native_block_forward(x.flip(2), weight, W, conf, split, keep_patches=False)  # new scratch
+        grads.append(state_block.native_block_backward(saved, conf, split, gc, True, True, True))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
