@@ -4,13 +4,19 @@
 half for the alphas, batch 32. Presets use the exact arguments of the seed table.
 
     python benchmarks/bench_nas.py --presets s m l --modes first unrolled --epochs 3
+    python benchmarks/bench_nas.py --presets l --modes first --repeat 5
     python benchmarks/bench_nas.py --device cuda --batch-size 32 256 --profile 15
+
+On a shared machine the same run moves by up to 1.5x from one minute to the next:
+``--repeat N`` runs every configuration N times, round-robin (so that each sees
+several minutes of the machine), and ends with the median and range per configuration.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import resource
+import statistics
 import sys
 from pathlib import Path
 
@@ -57,6 +63,8 @@ def main(argv=None):
                    help='on a CUDA device: replay the joint pass from a captured CUDA graph')
     p.add_argument('--primitives', nargs='+', default=None,
                    help='candidate ops (names of OPS; default: the seed list PRIMITIVES_CNN)')
+    p.add_argument('--repeat', type=int, default=1, metavar='N',
+                   help='run every configuration N times, round-robin, then print median and range')
     args = p.parse_args(argv)
     x, y = make_data()
     half = len(x) // 2
@@ -64,7 +72,9 @@ def main(argv=None):
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, supernet kernels: "
           f"{'compiled' if kernels else 'PyTorch only'} (TINYML_NAS_NATIVE=0 disables the compiled ones)")
     print(f"{'preset':6} {'mode':9} {'batch':>5} {'passes':11} {'s/epoch':>8} {'samples/s':>10} {'peak RSS MB':>12}")
-    runs = [(p, m, b) for p in args.presets for m in args.modes for b in args.batch_size]
+    configs = [(p, m, b) for p in args.presets for m in args.modes for b in args.batch_size]
+    runs = configs * max(1, args.repeat)
+    speeds: dict = {c: [] for c in configs}
     for i, (preset, mode, batch) in enumerate(runs):
         train = DataLoader(TensorDataset(x[:half], y[:half]), batch_size=batch, shuffle=True)
         valid = DataLoader(TensorDataset(x[half:], y[half:]), batch_size=batch, shuffle=True)
@@ -83,9 +93,15 @@ def main(argv=None):
         label = preset if args.partial_channels == 1 else f"{preset}/pc{args.partial_channels}"
         print(f"{label:6} {mode:9} {batch:5d} {result.update_scheme:11} {sec:8.3f} {half / sec:10.1f} {rss:12.0f}",
               flush=True)
+        speeds[preset, mode, batch].append(half / sec)
         if profiling:
             key = 'self_cuda_time_total' if args.device.startswith('cuda') else 'self_cpu_time_total'
             print(prof.key_averages().table(sort_by=key, row_limit=args.profile))
+    if args.repeat > 1:
+        print(f"samples/s over {args.repeat} round-robin runs (peak RSS above is the process's, all runs so far):")
+        for (preset, mode, batch), v in speeds.items():
+            print(f"{preset:6} {mode:9} {batch:5d}  median {statistics.median(v):8.1f}  range {min(v):8.1f} - "
+                  f"{max(v):8.1f}")
 
 
 @contextlib.contextmanager
