@@ -59,6 +59,28 @@ def test_bn_folding_equals_float():
         torch.testing.assert_close(GraphNet(folded)(x), model(x), atol=1e-5, rtol=1e-5)
 
 
+def test_graph_net_bn_runs_where_batch_norm_rejects_a_zero_eps(monkeypatch):
+    # some PyTorch releases (2.11) reject batch_norm(eps=0), which GraphNet's affine BN leaves used
+    real = torch.nn.functional.batch_norm
+
+    def strict(*args, **kwargs):
+        eps = kwargs.get("eps", args[7] if len(args) > 7 else 1e-5)
+        if eps <= 0:
+            raise ValueError(f"batch_norm eps must be positive, but got {eps}")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(torch.nn.functional, "batch_norm", strict)
+    graph = trace_graph(randomize_bn(small_cnn()), (1, 64))
+    bn = [n for n in graph.nodes if n.op == "bn"]
+    net = GraphNet(graph).eval()
+    x = torch.randn(8, 1, 64)
+    with torch.no_grad():
+        out = net.outputs(x)
+    for n in bn:
+        scale = torch.as_tensor(n.params["scale"], dtype=torch.float32)[:, None]
+        shift = torch.as_tensor(n.params["shift"], dtype=torch.float32)[:, None]
+        torch.testing.assert_close(out[n.name], out[n.inputs[0]] * scale + shift)
+
+
 def test_input_bn_stays_exact_with_zero_padding():
     # Folding the input BN into a padded first conv would be wrong at the edges; we keep an affine op.
     model = randomize_bn(small_cnn())

@@ -121,6 +121,9 @@ class GraphNet(nn.Module):
             self.train(was_training)
 
 
+_BN_EPS = 2.0 ** -24
+
+
 def _leaf(n) -> nn.Module | None:
     a = n.attrs
     if n.op == "conv":
@@ -128,8 +131,11 @@ def _leaf(n) -> nn.Module | None:
     elif n.op == "linear":
         m = nn.Linear(a["in_features"], a["out_features"])
     elif n.op == "bn":
-        m = nn.BatchNorm1d(a["channels"], eps=0.0).eval()
-        with torch.no_grad():   # y = x * scale + shift with running mean 0, var 1
+        # y = x * scale + shift: running mean 0 and var + eps exactly 1 (some PyTorch releases
+        # reject eps = 0; 1 - 2**-24 + 2**-24 is exactly 1 in float32 and float64 alike)
+        m = nn.BatchNorm1d(a["channels"], eps=_BN_EPS).eval()
+        with torch.no_grad():
+            m.running_var.fill_(1.0 - _BN_EPS)
             m.weight.copy_(torch.as_tensor(n.params["scale"], dtype=torch.float32))
             m.bias.copy_(torch.as_tensor(n.params["shift"], dtype=torch.float32))
         return m
