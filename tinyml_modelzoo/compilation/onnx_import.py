@@ -18,6 +18,8 @@ from ..errors import UserError
 
 SUPPORTED = ("Conv", "BatchNormalization", "Relu", "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean",
              "Flatten", "Reshape", "Gemm", "MatMul", "Concat", "Add", "Identity", "Dropout")
+# shape arithmetic that exporters write in front of a Reshape (onnxruntime folds it into constants)
+SHAPE_ARITHMETIC = ("Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Slice", "Cast", "ConstantOfShape")
 
 
 def _attrs(node) -> dict:
@@ -59,6 +61,13 @@ def _fold_shapes(model):
         return onnx.load(options.optimized_model_filepath)
 
 
+def _check_operators(model, path: Path, allowed: tuple[str, ...]) -> None:
+    bad = sorted({n.op_type for n in model.graph.node if n.op_type not in allowed})
+    if bad:
+        raise UserError(f"{path.name}: unsupported ONNX operators {', '.join(bad)}; "
+                        f"supported: {', '.join(SUPPORTED)}")
+
+
 def import_onnx(path: str | Path) -> Graph:
     """Read ``path`` into a ``Graph`` (float parameters, per-sample shapes)."""
     import onnx
@@ -68,18 +77,24 @@ def import_onnx(path: str | Path) -> Graph:
     if not path.is_file():
         raise UserError(f"compilation.model_path: {path} does not exist; give the path of a float .onnx model")
     try:
-        model = _fold_shapes(onnx.load(str(path)))
+        raw = onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - any parse failure is the user's file
         raise UserError(f"compilation.model_path: {path} is not a readable ONNX model ({exc})") from None
+    try:
+        model = _fold_shapes(raw)
+    except Exception as exc:  # noqa: BLE001 - the file parses, but onnxruntime cannot load it
+        import onnxruntime
+        _check_operators(raw, path, SUPPORTED + SHAPE_ARITHMETIC)  # an operator we reject anyway is the news
+        opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in raw.opset_import)
+        raise UserError(f"compilation.model_path: {path} (ONNX IR version {raw.ir_version}, opset {opsets}) "
+                        f"does not load in onnxruntime {onnxruntime.__version__} ({exc}); export it with "
+                        f"opset 17 (torch.onnx.export(..., opset_version=17)) or upgrade onnxruntime") from None
+    _check_operators(model, path, SUPPORTED + ("Constant",))
     g = model.graph
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     for n in g.node:
         if n.op_type == "Constant":
             consts[n.output[0]] = numpy_helper.to_array(_attrs(n)["value"])
-    bad = sorted({n.op_type for n in g.node if n.op_type not in SUPPORTED + ("Constant",)})
-    if bad:
-        raise UserError(f"{path.name}: unsupported ONNX operators {', '.join(bad)}; "
-                        f"supported: {', '.join(SUPPORTED)}")
     inputs = [i for i in g.input if i.name not in consts]
     if len(inputs) != 1:
         raise UserError(f"{path.name}: expected one (N, C, L) input, found {len(inputs)}")
