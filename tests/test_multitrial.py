@@ -337,6 +337,19 @@ def test_two_workers_share_one_sqlite_study(tmp_path, features):
     assert len(by_worker) == 2, by_worker      # both processes contributed
 
 
+def test_workers_fork_only_without_cuda_and_extra_threads(monkeypatch):
+    monkeypatch.setattr(search_module.sys, "platform", "linux")
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert search_module._start_method() == "fork"
+    # with a CUDA device autograd runs a thread per device, and a forked child's backward fails
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert search_module._start_method() == "spawn"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert search_module._start_method() == "spawn"
+
+
 def test_parallel_trials_finish(tmp_path, features):
     nas = nas_config(search_type="multi_trial", parallel_trials=2, num_trials=6, trial_epochs=1,
                      param_range=[100, 60000])

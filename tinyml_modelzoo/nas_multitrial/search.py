@@ -176,10 +176,7 @@ def _spawned_helpers(setup: SearchSetup, features, out_dir: Path, workers: int):
              transforms=np.array([str(t) for t in getattr(features, "transforms", ()) or ()]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = max(1, cores // workers)
-    # fork starts a worker in milliseconds instead of the seconds of imports that 'spawn' costs
-    # (most of a tiny-ML trial); only safe while this process runs torch single-threaded.
-    fork = sys.platform.startswith("linux") and torch.get_num_threads() == 1
-    context = multiprocessing.get_context("fork" if fork else "spawn")
+    context = multiprocessing.get_context(_start_method())
     procs = [context.Process(target=_spawned_worker, args=(setup, str(path), index, threads),
                              name=f"nas-worker-{index}") for index in range(1, workers)]
     previous_threads = torch.get_num_threads()
@@ -199,6 +196,16 @@ def _spawned_helpers(setup: SearchSetup, features, out_dir: Path, workers: int):
     for proc in procs:
         if proc.exitcode:
             log.warning("NAS worker %s exited with status %s; its trials were redone here", proc.name, proc.exitcode)
+
+
+def _start_method() -> str:
+    """'fork' starts a worker in milliseconds instead of the seconds of imports that 'spawn' costs
+    (most of a tiny-ML trial), but it is safe only while this process runs torch single-threaded
+    and has no CUDA device: there autograd keeps a thread per device from the first backward on,
+    and a forked child's backward fails ("Unable to handle autograd's threading in combination
+    with fork-based multiprocessing", seen on an H200 machine)."""
+    fork = sys.platform.startswith("linux") and torch.get_num_threads() == 1 and not torch.cuda.is_available()
+    return "fork" if fork else "spawn"
 
 
 def _spawned_worker(setup: SearchSetup, features_path: str, index: int, threads: int) -> None:
