@@ -180,6 +180,7 @@ def _spawned_helpers(setup: SearchSetup, features, out_dir: Path, workers: int):
     procs = [context.Process(target=_spawned_worker, args=(setup, str(path), index, threads),
                              name=f"nas-worker-{index}") for index in range(1, workers)]
     previous_threads = torch.get_num_threads()
+    stopped = set()
     try:
         for proc in procs:
             proc.start()
@@ -189,12 +190,16 @@ def _spawned_helpers(setup: SearchSetup, features, out_dir: Path, workers: int):
         torch.set_num_threads(previous_threads)
         for proc in procs:
             proc.join(timeout=5)
-            if proc.is_alive():       # interrupted: do not leave orphans training
+            # still starting (a spawned worker imports for seconds) or interrupted: no orphans
+            if proc.is_alive():
                 proc.terminate()
                 proc.join()
+                stopped.add(proc.name)
         path.unlink(missing_ok=True)
     for proc in procs:
-        if proc.exitcode:
+        if proc.name in stopped:
+            log.info("NAS worker %s was still running after the search had finished; stopped", proc.name)
+        elif proc.exitcode:
             log.warning("NAS worker %s exited with status %s; its trials were redone here", proc.name, proc.exitcode)
 
 
