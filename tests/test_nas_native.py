@@ -254,8 +254,11 @@ def test_native_alpha_gradient_does_not_depend_on_thread_count(per_edge):
 @needs_kernels
 @pytest.mark.parametrize('joint', [False, True])
 @pytest.mark.parametrize('frozen_part', [None, 'weights', 'alphas'])
-def test_native_cell_node_equals_the_node_per_state_path(joint, frozen_part, monkeypatch):
-    """One autograd node per cell (cell_block.py) gives the losses and gradients of one node per state."""
+@pytest.mark.parametrize('keep_bytes', [2 ** 20, 0])
+def test_native_cell_node_equals_the_node_per_state_path(joint, frozen_part, keep_bytes, monkeypatch):
+    """One autograd node per cell (cell_block.py) gives the losses and gradients of one node per state,
+    with the conv outputs kept or (keep_bytes 0) recomputed in the backward."""
+    monkeypatch.setattr(state_block, 'KEEP_CONV_OUTPUT_MAX_BYTES', keep_bytes)
     torch.manual_seed(0)
     net = SearchNetwork(4, 3, 5, nodes_per_layer=3, multiplier=2, input_length=40).double()
     x, y = torch.randn(8, 1, 40, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
@@ -303,7 +306,7 @@ def _cell_nodes(loss):
         if node is None or node in seen:
             continue
         seen.add(node)
-        if getattr(node, 'blocks', None) is not None:
+        if getattr(node, 'kept_patches', None) is not None:
             cells.append(node)
         todo.extend(next_fn for next_fn, _ in node.next_functions)
     return cells
@@ -319,8 +322,8 @@ def test_native_cell_keeps_patches_only_for_weight_gradients():
             p.requires_grad_(weights_learn)
         cells = _cell_nodes(net.loss(x, y))
         assert len(cells) == 3
-        patches = [kept[4] for cell in cells for kept in cell.blocks[2:] if kept[1] is not None]  # states with convs
-        assert patches and all((p is not None) == weights_learn for p in patches)
+        kept = [k for cell in cells for k in cell.kept_patches]  # per state with convs
+        assert kept and all(k == weights_learn for k in kept)
 
 
 @needs_kernels

@@ -14,16 +14,21 @@ node per state. Here the states run in order inside one node:
   its input gradient is added in place into the row of its source node.
 
 The arithmetic per state is that of :func:`.state_block.native_block_forward`
-and :func:`.state_block.native_block_backward`. Cells with per-edge modules or
-partial channels keep the node-per-state path.
+and :func:`.state_block.native_block_backward`, and each direction is one
+compiled call (``cell_forward`` / ``cell_backward``) over a table that
+:mod:`.cell_plan` lays out once per cell and input shape. Cells with per-edge
+modules or partial channels keep the node-per-state path.
 """
 from __future__ import annotations
 
+import weakref
+
 import torch
 
-from . import native
-from .fused_ops import scratch
-from .state_block import BlockConf, conv_bn_relu_conf, native_block_backward, native_block_forward
+from . import native, state_block
+from .cell_plan import backward_plan, forward_plan
+from .fused_ops import _EPS, scratch
+from .state_block import BlockConf, conv_bn_relu_conf
 
 
 def native_cell(cell, s0: torch.Tensor, s1: torch.Tensor, mixing: list[torch.Tensor],
@@ -45,68 +50,87 @@ def native_cell(cell, s0: torch.Tensor, s1: torch.Tensor, mixing: list[torch.Ten
         return None
     Ws = [W.view(fused.n_edges, -1) for W, fused in zip(mixing, cell.fused)]
     spec = ((pre[0][1], pre[1][1]), tuple(confs), cell.steps, cell.multiplier, cell.C)
-    return _NativeCell.apply(spec, split, s0.contiguous(), s1.contiguous(), pre[0][0], pre[1][0], *Ws, *weights)
+    return _NativeCell.apply((cell, spec), split, s0.contiguous(), s1.contiguous(), pre[0][0], pre[1][0], *Ws,
+                             *weights)
 
 
 class _NativeCell(torch.autograd.Function):
-    """Inputs: spec, split, s0, s1, the two preprocessing weight matrices, the mixing matrix of every
-    state, the fused conv weight of every state (None without conv candidates)."""
+    """Inputs: (cell, spec), split, s0, s1, the two preprocessing weight matrices, the mixing matrix of
+    every state, the fused conv weight of every state (None without conv candidates). One compiled call
+    per direction (``cell_forward`` / ``cell_backward``) on the layout of :mod:`.cell_plan`."""
 
     @staticmethod
-    def forward(ctx, spec, split, s0, s1, *params):
+    def forward(ctx, cell_spec, split, s0, s1, *params):
+        cell, spec = cell_spec
         pre_confs, confs, steps, multiplier, C = spec
         n = len(confs)
-        w_pre, Ws, weights = params[:2], params[2:2 + n], params[2 + n:]
-        one = s0.new_ones(1, 1)
-        saved, states = [], []
-        for s, w, conf in zip((s0, s1), w_pre, pre_confs):
-            out, kept = native_block_forward(s, w, one, conf, split)
-            saved.append(kept)
-            states.append(out.view(conf.channels, s.shape[1], -1))
-        N, L = states[0].shape[1:]
-        L_node = (L - 1) // confs[0].stride + 1
-        nodes = s0.new_empty(steps, C * N * L_node)
+        weights = [w if w is None or w.is_contiguous() else w.contiguous() for w in (*params[:2], *params[2 + n:])]
+        Ws = params[2:2 + n]
         need_w = ctx.needs_input_grad[6 + n:]  # the patches are kept only for weight gradients
-        for j, conf in enumerate(confs):  # state j feeds nodes max(0, j-1) .. steps-1
-            _, kept = native_block_forward(states[j], weights[j], Ws[j], conf, split, out=nodes[max(0, j - 1):],
-                                           accumulate=j > 0, keep_patches=need_w[j])
-            saved.append(kept)
-            if j >= 1:  # node j-1 has all its inputs now
-                states.append(nodes[j - 1].view(C, N, L_node))
-        ctx.blocks = saved  # intermediates of the cell (the inputs among them are never written)
-        ctx.spec, ctx.split = spec, split
-        ctx.shapes = (states[0].shape, states[1].shape, (C, N, L_node))
-        return nodes[steps - multiplier:].view(multiplier * C, N, L_node)
+        plan = _plan(cell, spec, s0, s1, Ws, weights, split, need_w)
+        arena = s0.new_empty(plan.arena_elems)
+        kept = [s0.new_empty(elems) if elems else None for elems in plan.kept_elems]
+        temp = scratch('cell_forward', (plan.scratch_elems,), s0) if plan.scratch_elems else None
+        native.kernels().call('cell_forward', s0.dtype, plan.bases(arena, kept, temp, s0, s1, weights, Ws),
+                              plan.forward_table, len(plan.blocks), _EPS)
+        ctx.saved = (arena, kept, s0, s1, weights, Ws)  # the inputs among them are never written
+        ctx.plan = plan
+        ctx.kept_patches = tuple(block.cols is not None for block in plan.blocks[2:] if block.conv)  # (tests)
+        first = plan.nodes_offset + (steps - multiplier) * plan.row_elems
+        return arena[first:first + multiplier * plan.row_elems].view(multiplier * C, s0.shape[1], -1)
 
     @staticmethod
     def backward(ctx, grad_out):
-        if ctx.blocks is None:
+        if ctx.saved is None:
             raise RuntimeError("the supernet cell's saved activations were freed by an earlier backward "
                                "(retain_graph is not supported by the compiled cell)")
-        pre_confs, confs, steps, multiplier, C = ctx.spec
-        n, split, saved = len(confs), ctx.split, ctx.blocks
+        arena, kept, s0, s1, weights, Ws = ctx.saved
+        plan = ctx.plan
+        n = plan.n_states
         need = ctx.needs_input_grad
         need_s, need_pre, need_W, need_w = need[2:4], need[4:6], need[6:6 + n], need[6 + n:6 + 2 * n]
-        p_req = [need_s[i] or need_pre[i] for i in range(2)]  # the preprocessed inputs need a gradient
-        node_req = any(need_W) or any(need_w) or any(p_req)
-        node_shape = ctx.shapes[2]
-        # the node gradients live only in this call: reused buffers (cache-warm, no fresh pages to fault in)
-        grad_nodes = scratch('cell_grad_nodes', (steps, grad_out.numel() // multiplier), grad_out)
-        grad_nodes[:steps - multiplier].zero_()
-        grad_nodes[steps - multiplier:] = grad_out.reshape(multiplier, -1)
-        grad_p = [scratch(f'cell_grad_input{i}', ctx.shapes[i], grad_out).zero_() if p_req[i] else None
-                  for i in range(2)]
-        grad_W, grad_w = [None] * n, [None] * n
-        for j in reversed(range(n)):  # a node's gradient is complete before the state that reads it
-            want_x = p_req[j] if j < 2 else node_req
-            into = grad_p[j] if j < 2 else grad_nodes[j - 2].view(node_shape)
-            _, grad_w[j], grad_W[j] = native_block_backward(saved[2 + j], confs[j], split, grad_nodes[max(0, j - 1):],
-                                                            want_x, need_w[j], need_W[j], into if want_x else None)
-            saved[2 + j] = None  # free as we go, like autograd's own nodes
-        grad_s, grad_pre = [None, None], [None, None]
-        for i in range(2):
-            if p_req[i]:
-                grad_s[i], grad_pre[i], _ = native_block_backward(saved[i], pre_confs[i], split,
-                                                                  grad_p[i].view(1, -1), need_s[i], need_pre[i], False)
-        ctx.blocks = None
-        return (None, None, *grad_s, *grad_pre, *grad_W, *grad_w)
+        bp = backward_plan(plan, need_s, need_pre, need_W, need_w)
+        # the node gradients and every temporary live only in this call: one reused buffer
+        temp = scratch('cell_backward', (bp.scratch_elems,), grad_out)
+        multiplier = grad_out.shape[0] // plan.blocks[2].Cx
+        n_nodes = n - 1
+        nodes = temp[bp.grad_nodes:bp.grad_nodes + n_nodes * plan.row_elems].view(n_nodes, -1)
+        nodes[:n_nodes - multiplier].zero_()
+        nodes[n_nodes - multiplier:] = grad_out.reshape(multiplier, -1)
+        for offset in bp.grad_p:
+            if offset is not None:
+                temp[offset:offset + bp.grad_p_elems].zero_()
+        acc = torch.zeros(bp.acc_elems, dtype=torch.float64)
+        grad_w = grad_out.new_zeros(bp.grad_w_elems) if bp.grad_w_elems else None
+        grad_s = [None, None]
+        for i, s in enumerate((s0, s1)):
+            if need_s[i]:  # a pointwise preprocessing conv writes its whole input gradient
+                grad_s[i] = s.new_empty(s.shape) if bp.pre_pointwise[i] else torch.zeros_like(s)
+        native.kernels().call('cell_backward', grad_out.dtype,
+                              plan.bases(arena, kept, temp, s0, s1, weights, Ws, acc, grad_w, grad_s), bp.table,
+                              bp.rows)
+        ctx.saved = None
+        grads_w = [None] * (n + 2)
+        for b, offset in bp.weight_grads.items():
+            w = weights[b]
+            grads_w[b] = grad_w[offset:offset + w.numel()].view(w.shape)
+            mask = plan.blocks[b].conf.tap_mask
+            if mask is not None:
+                grads_w[b].mul_(mask)
+        grads_W = [None] * n
+        for j, offset in bp.alpha_grads.items():
+            grads_W[j] = acc[offset:offset + Ws[j].numel()].view(Ws[j].shape).to(Ws[j].dtype)
+        return (None, None, *grad_s, *grads_w[:2], *grads_W, *grads_w[2:])
+
+
+def _plan(cell, spec, s0, s1, Ws, weights, split, need_w):
+    """The cell's layout for these shapes and needs, built on first use (kept while the cell lives)."""
+    plans = _PLANS.setdefault(cell, {})
+    key = (s0.shape, s1.shape, s0.dtype, split, tuple(need_w), state_block.KEEP_CONV_OUTPUT_MAX_BYTES)
+    plan = plans.get(key)
+    if plan is None:
+        plan = plans[key] = forward_plan(spec, s0, s1, Ws, weights[2:], split, need_w)
+    return plan
+
+
+_PLANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # cell -> {shapes and needs: CellPlan}

@@ -60,3 +60,40 @@ void FN(state_backward)(const REAL *gc, const REAL *x, REAL *cols, const REAL *w
         FN(conv_blocks_weight_grad)(gy, NLo, blocks, nblocks, kmax, Cx, cols, NLo, (split ? split : N) * Lo, grad_w,
                                     kmax * Cx);
 }
+
+/* A whole supernet cell per call and direction (cell_block.py): row r of `table` holds the arguments
+ * of one state_forward / state_backward call in the order of its signature, the pointers first as
+ * (base, byte offset) pairs into `bases` (base -1: NULL), then the integers. The rows are the cell's
+ * state blocks in the order they run; eps is the batch-norm epsilon of every row. */
+#ifndef CELL_TABLE_LAYOUT
+#define CELL_TABLE_LAYOUT
+#define CELL_FORWARD_PTRS 10
+#define CELL_FORWARD_INTS 18
+#define CELL_BACKWARD_PTRS 17
+#define CELL_BACKWARD_INTS 19
+
+static void cell_pointers(void *const *bases, const i64 *pairs, int n, void **out) {
+    for (int k = 0; k < n; k++) out[k] = pairs[2 * k] < 0 ? NULL : (char *)bases[pairs[2 * k]] + pairs[2 * k + 1];
+}
+#endif
+
+void FN(cell_forward)(void *const *bases, const i64 *table, i64 rows, double eps) {
+    for (i64 r = 0; r < rows; r++) {
+        const i64 *t = table + r * (2 * CELL_FORWARD_PTRS + CELL_FORWARD_INTS), *v = t + 2 * CELL_FORWARD_PTRS;
+        void *p[CELL_FORWARD_PTRS];
+        cell_pointers(bases, t, CELL_FORWARD_PTRS, p);
+        FN(state_forward)(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], v[0], v[1], v[2], v[3], v[4],
+                          v[5], v[6], v[7], v[8], v[9], eps, v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17]);
+    }
+}
+
+void FN(cell_backward)(void *const *bases, const i64 *table, i64 rows) {
+    for (i64 r = 0; r < rows; r++) {
+        const i64 *t = table + r * (2 * CELL_BACKWARD_PTRS + CELL_BACKWARD_INTS), *v = t + 2 * CELL_BACKWARD_PTRS;
+        void *p[CELL_BACKWARD_PTRS];
+        cell_pointers(bases, t, CELL_BACKWARD_PTRS, p);
+        FN(state_backward)(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], p[11], p[12], p[13],
+                           p[14], p[15], p[16], v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10],
+                           v[11], v[12], v[13], v[14], v[15], v[16], v[17], v[18]);
+    }
+}
