@@ -74,7 +74,7 @@ class _NativeCell(torch.autograd.Function):
         native.kernels().call('cell_forward', s0.dtype, plan.bases(arena, kept, temp, s0, s1, weights, Ws),
                               plan.forward_table, len(plan.blocks), _EPS)
         ctx.saved = (arena, kept, s0, s1, weights, Ws)  # the inputs among them are never written
-        ctx.plan = plan
+        ctx.plan, ctx.multiplier = plan, multiplier
         ctx.kept_patches = tuple(block.cols is not None for block in plan.blocks[2:] if block.conv)  # (tests)
         first = plan.nodes_offset + (steps - multiplier) * plan.row_elems
         return arena[first:first + multiplier * plan.row_elems].view(multiplier * C, s0.shape[1], -1)
@@ -92,7 +92,7 @@ class _NativeCell(torch.autograd.Function):
         bp = backward_plan(plan, need_s, need_pre, need_W, need_w)
         # the node gradients and every temporary live only in this call: one reused buffer
         temp = scratch('cell_backward', (bp.scratch_elems,), grad_out)
-        multiplier = grad_out.shape[0] // plan.blocks[2].Cx
+        multiplier = ctx.multiplier
         n_nodes = n - 1
         nodes = temp[bp.grad_nodes:bp.grad_nodes + n_nodes * plan.row_elems].view(n_nodes, -1)
         nodes[:n_nodes - multiplier].zero_()
