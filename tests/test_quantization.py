@@ -166,6 +166,33 @@ def test_ptq_bias_correction_removes_the_mean_error(seed):
     assert mean_error[True] < 0.5 * mean_error[False]
 
 
+def test_bias_correction_in_one_pass_equals_rerunning_the_net_per_layer():
+    import copy
+    from tinyml_torchmodelopt.quantization.quantize import _pre_activation, correct_biases
+    torch.manual_seed(0)
+    model = randomize_bn(Branchy(cin=2)).eval()
+    x = torch.randn(100, 2, 32)
+    act_frac = {n.name: n.frac for n in quantize_ptq(model, x, bias_correction=False).nodes}
+    net = GraphNet(deployment_graph(model, (2, 32))).eval()
+    fast, slow, reference = copy.deepcopy(net), copy.deepcopy(net), copy.deepcopy(net)
+    correct_biases(fast, x, act_frac, batch_size=32)  # 4 chunks, the last one short
+    slow.act_frac = act_frac
+    with torch.no_grad():  # the definition: each layer's int8 input from a whole run of the net corrected so far
+        for node in (n for n in slow.graph.nodes if n.op in ("conv", "linear")):
+            errors = []
+            for chunk in x.split(32):
+                error = (_pre_activation(slow, node, slow.outputs(chunk)[node.inputs[0]], True)
+                         - _pre_activation(reference, node, reference.outputs(chunk)[node.inputs[0]], False))
+                errors.append(error.transpose(0, 1).reshape(error.shape[1], -1).sum(dim=1) / error[0, 0].numel())
+            slow.layers[slow._keys[node.name]].bias -= torch.stack(errors).sum(dim=0) / len(x)
+    corrected = 0
+    for key, layer in fast.layers.items():
+        if isinstance(layer, (nn.Conv1d, nn.Linear)):
+            assert torch.equal(layer.bias, slow.layers[key].bias), key
+            corrected += not torch.equal(layer.bias, net.layers[key].bias)
+    assert corrected >= 3 and fast.act_frac is None  # biases moved; the net is float again afterwards
+
+
 def test_int8_outputs_and_file_round_trip(tmp_path):
     model = randomize_bn(Branchy(cin=2))
     x = torch.randn(20, 2, 32)

@@ -64,40 +64,45 @@ class GraphNet(nn.Module):
     def outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every node's output for input ``x`` (float, or fake-quantized with ``act_frac``)."""
         env: dict[str, torch.Tensor] = {}
-        fq = self.act_frac
         for n in self.graph.nodes:
-            ins = [env[i] for i in n.inputs]
-            a = n.attrs
-            if n.op == "input":
-                y = x
-            elif n.op in ("conv", "linear"):
-                m = self.layers[self._keys[n.name]]
-                if fq is None:
-                    y = m(ins[0])
-                else:
-                    fw = weight_frac(m.weight)
-                    w = fake_quant(m.weight, fw)
-                    b = fake_quant(m.bias, fq[n.inputs[0]] + fw, bits=32)
-                    y = F.conv1d(ins[0], w, b, m.stride, m.padding, groups=m.groups) if n.op == "conv" \
-                        else F.linear(ins[0], w, b)
-                y = F.relu(y) if a.get("relu") else y
-            elif n.name in self._keys:
-                y = self.layers[self._keys[n.name]](ins[0])
-            elif n.op == "cat":
-                y = torch.cat(ins, dim=1)
-            elif n.op == "add":
-                y = ins[0] + ins[1]
-                y = F.relu(y) if a.get("relu") else y
-            elif n.op == "identity":
-                y = ins[0]
-            else:
-                raise ValueError(f"{n.name}: cannot run op {n.op!r} ({n.attrs.get('what', '')})")
-            if fq is not None and n.name in fq:
-                y = fake_quant(y, fq[n.name])
-            if self.record is not None:
-                self.record[n.name] = max(self.record.get(n.name, 0.0), float(y.detach().abs().max()))
-            env[n.name] = y
+            env[n.name] = self.node_output(n, env, x)
         return env
+
+    def node_output(self, n, env: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """The output of node ``n`` of the graph from the outputs of its inputs in ``env``
+        (``x``: the graph's input)."""
+        fq = self.act_frac
+        ins = [env[i] for i in n.inputs]
+        a = n.attrs
+        if n.op == "input":
+            y = x
+        elif n.op in ("conv", "linear"):
+            m = self.layers[self._keys[n.name]]
+            if fq is None:
+                y = m(ins[0])
+            else:
+                fw = weight_frac(m.weight)
+                w = fake_quant(m.weight, fw)
+                b = fake_quant(m.bias, fq[n.inputs[0]] + fw, bits=32)
+                y = F.conv1d(ins[0], w, b, m.stride, m.padding, groups=m.groups) if n.op == "conv" \
+                    else F.linear(ins[0], w, b)
+            y = F.relu(y) if a.get("relu") else y
+        elif n.name in self._keys:
+            y = self.layers[self._keys[n.name]](ins[0])
+        elif n.op == "cat":
+            y = torch.cat(ins, dim=1)
+        elif n.op == "add":
+            y = ins[0] + ins[1]
+            y = F.relu(y) if a.get("relu") else y
+        elif n.op == "identity":
+            y = ins[0]
+        else:
+            raise ValueError(f"{n.name}: cannot run op {n.op!r} ({n.attrs.get('what', '')})")
+        if fq is not None and n.name in fq:
+            y = fake_quant(y, fq[n.name])
+        if self.record is not None:
+            self.record[n.name] = max(self.record.get(n.name, 0.0), float(y.detach().abs().max()))
+        return y
 
     def train(self, mode: bool = True) -> "GraphNet":
         super().train(mode)

@@ -100,25 +100,37 @@ def correct_biases(net: GraphNet, x: torch.Tensor, act_frac: dict[str, int], bat
     ties round half up, a systematic error that no later rounding cancels and that
     the global average pool keeps whole (an FFT model measured 0.868 float, 0.787
     int8 before this, 0.862 after).
+
+    One pass over the graph: the int8 and the float outputs of every chunk of ``x``
+    advance node by node, each held until its last reader has run, and a layer's
+    bias is corrected before its own outputs are computed (running the whole net
+    again for every layer cost 20 s of a 25 s compile on 1500-sample inputs).
     """
     saved = net.act_frac
     net.eval()
     reference = copy.deepcopy(net)   # the float model, biases as they were
     reference.act_frac = None
     net.act_frac = act_frac
+    chunks = x.split(batch_size)   # chunks: the arithmetic of each is that of a plain forward of it
+    quantized = [{} for _ in chunks]
+    floating = [{} for _ in chunks]
+    last_reader = {name: i for i, node in enumerate(net.graph.nodes) for name in node.inputs}
     try:
-        for node in net.graph.nodes:
-            if node.op not in ("conv", "linear"):
-                continue
-            errors = []
-            for chunk in x.split(batch_size):   # chunks: every node's output is held at once
-                quantized_in = net.outputs(chunk)[node.inputs[0]]
-                float_in = reference.outputs(chunk)[node.inputs[0]]
-                error = (_pre_activation(net, node, quantized_in, True)
-                         - _pre_activation(reference, node, float_in, False))
-                # (N, C, L) conv or (N, F) linear: a sum per output channel
-                errors.append(error.transpose(0, 1).reshape(error.shape[1], -1).sum(dim=1) / error[0, 0].numel())
-            net.layers[net._keys[node.name]].bias -= torch.stack(errors).sum(dim=0) / len(x)
+        for i, node in enumerate(net.graph.nodes):
+            if node.op in ("conv", "linear"):
+                errors = []
+                for q_env, f_env in zip(quantized, floating):
+                    error = (_pre_activation(net, node, q_env[node.inputs[0]], True)
+                             - _pre_activation(reference, node, f_env[node.inputs[0]], False))
+                    # (N, C, L) conv or (N, F) linear: a sum per output channel
+                    errors.append(error.transpose(0, 1).reshape(error.shape[1], -1).sum(dim=1) / error[0, 0].numel())
+                net.layers[net._keys[node.name]].bias -= torch.stack(errors).sum(dim=0) / len(x)
+            for chunk, q_env, f_env in zip(chunks, quantized, floating):
+                q_env[node.name] = net.node_output(node, q_env, chunk)
+                f_env[node.name] = reference.node_output(node, f_env, chunk)
+                for name in node.inputs:
+                    if last_reader[name] == i:
+                        del q_env[name], f_env[name]
     finally:
         net.act_frac = saved
 
