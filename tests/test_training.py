@@ -2,6 +2,9 @@
 chosen recipe is refit on train + val."""
 from __future__ import annotations
 
+import os
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -14,6 +17,13 @@ from tinyml_modelzoo.features import extract_features
 from tinyml_torchmodelopt.train import EpochRecord, FitResult
 
 RAW = "Generic_32Input_RAW_32Feature_1Frame"
+
+
+@pytest.fixture(autouse=True)
+def _candidates_fit_in_this_process(monkeypatch):
+    """Candidates fit one after the other here (the fake fits below record into this process's
+    lists); the forked path has its own tests."""
+    monkeypatch.setattr(training, "spare_cores", lambda: 0)
 
 
 def _features(with_val: bool = True, spectral: bool = False, closed_curves: bool = False):
@@ -143,6 +153,81 @@ def test_real_fit_keeps_a_working_model(tmp_path, caplog):
     epochs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("epoch")]
     assert len(epochs) == 6 and sum("val acc" in m for m in epochs) == 4  # the 2 refit epochs have no validation
     assert not any("nan" in m for m in epochs)
+
+
+class _SmallConv(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv1d(channels, 4, 3, padding=1), nn.BatchNorm1d(4), nn.ReLU())
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.fc(self.body(x).mean(-1))
+
+
+def _train_small_conv(out_dir, features):
+    out_dir.mkdir()
+    torch.manual_seed(0)
+    model = _SmallConv(features.in_channels)
+    result = training.train(model, features, TrainingConfig(training_epochs=3), out_dir, seed=0)
+    return result, model.state_dict()
+
+
+@pytest.fixture
+def single_threaded():
+    """The pipeline's default (common.num_threads 1), under which the stage forks."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="candidates are forked on Linux only")
+def test_a_candidate_fitted_in_a_forked_process_gives_the_same_model(tmp_path, monkeypatch, caplog, single_threaded):
+    features = _features()
+    here, here_weights = _train_small_conv(tmp_path / "here", features)
+    monkeypatch.setattr(training, "spare_cores", lambda: 1)
+    with caplog.at_level("INFO", logger=training.log.name):
+        forked, forked_weights = _train_small_conv(tmp_path / "forked", features)
+    assert "in a second process alongside" in caplog.text and "candidate 2: 3 epochs" in caplog.text
+    assert forked.candidates == here.candidates and forked.augment_shift == here.augment_shift
+    assert all(torch.equal(forked_weights[k], here_weights[k]) for k in here_weights)  # bit for bit
+
+
+def _raise(*args):
+    raise RuntimeError("out of memory, say")
+
+
+def _die(*args):
+    os._exit(3)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="candidates are forked on Linux only")
+@pytest.mark.parametrize("failure, message", [(_raise, "RuntimeError: out of memory, say"), (_die, "exit status 3")])
+def test_a_failed_forked_candidate_is_fitted_here(tmp_path, monkeypatch, caplog, single_threaded, failure, message):
+    features = _features()
+    here, here_weights = _train_small_conv(tmp_path / "here", features)
+    monkeypatch.setattr(training, "spare_cores", lambda: 1)
+    monkeypatch.setattr(training, "_fit_quietly", failure)
+    with caplog.at_level("INFO", logger=training.log.name):
+        again, again_weights = _train_small_conv(tmp_path / "again", features)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("training candidate 2 failed in its own process" in w and message in w for w in warnings)
+    assert again.candidates == here.candidates
+    assert all(torch.equal(again_weights[k], here_weights[k]) for k in here_weights)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="candidates are forked on Linux only")
+def test_a_forked_run_that_does_not_answer_in_time_is_stopped(caplog, single_threaded):
+    import time
+    from tinyml_modelzoo.side_fit import SideRun
+    run = SideRun("a stuck fit", time.sleep, 60)
+    started = time.perf_counter()
+    with caplog.at_level("WARNING", logger=training.log.name):
+        assert run.result(timeout=1) is None
+    assert time.perf_counter() - started < 10 and not run._process.is_alive()
+    assert "a stuck fit failed in its own process (no answer within 1 s)" in caplog.text
+    assert SideRun("a quick one", sum, [1, 2]).result(timeout=30) == 3
 
 
 def test_recalibrate_batchnorm_sets_the_statistics_of_the_data_and_changes_nothing_else():

@@ -14,13 +14,13 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 
 @contextmanager
-def progress(total: int, desc: str, unit: str = "epoch") -> Iterator[Callable[[], None]]:
-    """Yield a function that advances the bar by one step."""
+def progress(total: int, desc: str, unit: str = "epoch") -> Iterator[Callable[..., None]]:
+    """Yield a function that advances the bar by one step (or by its argument)."""
     interactive = sys.stderr.isatty()
     with tqdm(total=total, desc=desc, unit=unit, disable=not interactive, leave=False, dynamic_ncols=True) as bar:
         if interactive:
             import logging
             with logging_redirect_tqdm([logging.getLogger("tinyml_modelzoo")]):
-                yield lambda: bar.update(1)
+                yield lambda steps=1: bar.update(steps)
         else:
-            yield lambda: bar.update(1)
+            yield lambda steps=1: bar.update(steps)

@@ -33,6 +33,7 @@ from .config.schema import TrainingConfig
 from .plots import plot_training_curves
 from .progress import progress
 from .recipe import describe_device, fit_settings, is_circular, is_time_domain, shift_candidates
+from .side_fit import SideRun, spare_cores
 
 log = logging.getLogger("tinyml_modelzoo")
 
@@ -79,30 +80,25 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
     x_val, y_val = torch.from_numpy(features.x_val), torch.from_numpy(features.y_val)
     initial = copy.deepcopy(model.state_dict())
 
-    def on_epoch(record: EpochRecord) -> None:
-        advance()
-        validation = (f"  val loss {record.val_loss:.4f}  val acc {record.val_accuracy:.3f}"
-                      if math.isfinite(record.val_loss) else "")  # the refit on train + val has none
-        log.info("epoch %3d/%d  loss %.4f  train acc %.3f%s  lr %.2e", record.epoch, settings.epochs,
-                 record.train_loss, record.train_accuracy, validation, record.learning_rate)
+    def epoch_logger(epochs: int):
+        def on_epoch(record: EpochRecord) -> None:
+            advance()
+            validation = (f"  val loss {record.val_loss:.4f}  val acc {record.val_accuracy:.3f}"
+                          if math.isfinite(record.val_loss) else "")  # the refit on train + val has none
+            log.info("epoch %3d/%d  loss %.4f  train acc %.3f%s  lr %.2e", record.epoch, epochs,
+                     record.train_loss, record.train_accuracy, validation, record.learning_rate)
+        return on_epoch
 
     refit_n = len(y_train) + len(y_val) if cfg.refit_with_val and len(y_val) else 0
     refit_settings = (fit_settings(cfg, seed, time_domain=time_domain, num_train=refit_n, early_stopping=False,
                                    circular=circular)
                       if refit_n else None)
     start = time.perf_counter()
-    results: list[tuple[FitResult, dict]] = []
     total_epochs = sum(r.epochs for r in runs) + (refit_settings.epochs if refit_settings else 0)
     log.info("training on %s: %d epochs in all (%d candidate%s%s)", describe_device(runs[0].device), total_epochs,
              len(runs), "s" if len(runs) > 1 else "", " + refit" if refit_settings else "")
     with progress(total_epochs, "training") as advance:
-        for settings in runs:
-            if len(runs) > 1:
-                log.info("training with time-shift augmentation %.2f (candidate %d of %d)", settings.augment_shift,
-                         len(results) + 1, len(runs))
-            model.load_state_dict(initial)
-            result = fit(model, x_train, y_train, x_val, y_val, settings, on_epoch=on_epoch)
-            results.append((result, copy.deepcopy(model.state_dict())))
+        results = _fit_candidates(model, initial, runs, (x_train, y_train, x_val, y_val), epoch_logger, advance)
         best = _choose(runs, results)
         result, state = results[best]
         refit = None
@@ -115,7 +111,7 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
                      " and reversal" if settings.augment_flip else "")
             model.load_state_dict(initial)
             refit = fit(model, torch.cat([x_train, x_val]), torch.cat([y_train, y_val]), x_val[:0], y_val[:0],
-                        settings, on_epoch=on_epoch)
+                        settings, on_epoch=epoch_logger(settings.epochs))
     seconds = time.perf_counter() - start
     model.to("cpu").eval()
     log.info("training done (%.1f s)", seconds)
@@ -130,6 +126,44 @@ def train(model: nn.Module, features, cfg: TrainingConfig, out_dir: Path, seed: 
     onnx_path, diff = _export_onnx(model, features, out_dir / "model.onnx")
     return TrainResult(result.best_epoch, result.best_val_accuracy, len(result.history), seconds, str(weights),
                        onnx_path, diff, runs[best].augment_shift, runs[best].augment_flip, candidates, refit_n)
+
+
+def _fit_candidates(model, initial, runs, data, epoch_logger, advance) -> list[tuple[FitResult, dict]]:
+    """(fit result, final weights) of every candidate, each fitted from ``initial``. Where cores are
+    spare (:func:`.side_fit.spare_cores`) the later candidates run in forked processes alongside the
+    first (same results: every fit draws from its own seeded generator); their epochs are not logged."""
+    aside = {i: SideRun(f"training candidate {i + 1}", _fit_quietly, model, initial, runs[i], data)
+             for i in range(1, min(len(runs), 1 + spare_cores()))}
+    started = time.perf_counter()
+    results = []
+    try:
+        for i, settings in enumerate(runs):
+            if len(runs) > 1:
+                log.info("training with time-shift augmentation %.2f (candidate %d of %d%s)", settings.augment_shift,
+                         i + 1, len(runs), ", in a second process alongside" if i in aside else "")
+            # a child runs as long as a fit here; one that hangs (a lock held at the fork) is given up
+            forked = aside.pop(i).result(timeout=60 + 2 * (time.perf_counter() - started)) if i in aside else None
+            if forked is not None:
+                result, weights = forked[0], {k: torch.from_numpy(v) for k, v in forked[1].items()}
+                advance(len(result.history))
+                log.info("candidate %d: %d epochs, best epoch %d, val acc %.3f", i + 1, len(result.history),
+                         result.best_epoch, result.best_val_accuracy)
+            else:
+                model.load_state_dict(initial)
+                result = fit(model, *data, settings, on_epoch=epoch_logger(settings.epochs))
+                weights = copy.deepcopy(model.state_dict())
+            results.append((result, weights))
+    finally:
+        for run in aside.values():  # interrupted
+            run.stop()
+    return results
+
+
+def _fit_quietly(model, initial, settings, data) -> tuple[FitResult, dict]:
+    """A candidate fit in a forked process: no epoch log; the weights as numpy arrays for the pipe."""
+    model.load_state_dict(initial)
+    result = fit(model, *data, settings)
+    return result, {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
 
 
 def _candidate_records(runs, results) -> tuple[dict, ...]:
