@@ -102,6 +102,7 @@ class TrainingConfig:
                                                 "when refit_with_val is off.", min=1)
     augment_shift: Optional[float] = opt(None, "Random time-shift augmentation as a fraction of the input length; "
                                          "empty (default): raw time-domain inputs are trained with 0.1 and with 0 "
+                                         "(side by side on a spare core when torch runs single-threaded) "
                                          "and the better on validation is kept, smooth closed curves (outlines "
                                          "read from any start point) use 0.5; spectra use 0. A value set here "
                                          "is used for every input, spectra too (with a warning).", min=0, max=0.5)
