@@ -230,6 +230,34 @@ def test_a_forked_run_that_does_not_answer_in_time_is_stopped(caplog, single_thr
     assert SideRun("a quick one", sum, [1, 2]).result(timeout=30) == 3
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="candidates are forked on Linux only")
+def test_a_forked_run_ends_with_its_parent_even_on_sigkill():
+    import subprocess
+    import time
+    script = ("import os, signal, time\n"
+              "from tinyml_modelzoo.side_fit import SideRun\n"
+              "run = SideRun('a long fit', time.sleep, 60)\n"
+              "time.sleep(0.5)\n"
+              "print(run._process.pid, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    parent = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert parent.returncode == -9
+    child = int(parent.stdout.split()[0])
+    for _ in range(50):  # the kernel signals the orphan at once; it then has to be reaped by init
+        if not os.path.exists(f"/proc/{child}") or "Z" in _proc_state(child):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{child}") or "Z" in _proc_state(child)
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
 def test_recalibrate_batchnorm_sets_the_statistics_of_the_data_and_changes_nothing_else():
     from tinyml_torchmodelopt.train import recalibrate_batchnorm
     torch.manual_seed(0)

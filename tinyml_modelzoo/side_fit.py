@@ -11,9 +11,11 @@ itself.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import traceback
 from typing import Any, Callable
@@ -21,6 +23,7 @@ from typing import Any, Callable
 import torch
 
 log = logging.getLogger("tinyml_modelzoo")
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def spare_cores() -> int:
@@ -39,7 +42,7 @@ class SideRun:
         self.name = name
         context = multiprocessing.get_context("fork")
         self._receive, send = context.Pipe(duplex=False)
-        self._process = context.Process(target=_child, args=(send, fn, args), name=name, daemon=True)
+        self._process = context.Process(target=_child, args=(send, fn, args, os.getpid()), name=name, daemon=True)
         self._process.start()
         send.close()  # the child holds the other end: EOF here when it exits without an answer
 
@@ -64,10 +67,22 @@ class SideRun:
         self._receive.close()
 
 
-def _child(send, fn: Callable[..., Any], args: tuple) -> None:
+def _child(send, fn: Callable[..., Any], args: tuple, parent: int) -> None:
+    _end_with(parent)
     try:
         answer = ("ok", fn(*args))
     except BaseException as err:  # noqa: BLE001 - reported to the parent, which runs the work itself
         answer = ("error", "".join(traceback.format_exception_only(type(err), err)).strip())
     send.send(answer)
     send.close()
+
+
+def _end_with(parent: int) -> None:
+    """Have the kernel stop this child when its parent dies, even by SIGKILL (an interrupted run
+    must not leave a fit running on): Linux's PR_SET_PDEATHSIG."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux's C library: the child ends when its fit does
+        return
+    if os.getppid() != parent:  # the parent died before the request
+        os._exit(1)
