@@ -2,8 +2,9 @@
 
 When the augmentation is left to the defaults, every candidate of
 :func:`.recipe.shift_candidates` (time shift on / off for raw inputs) trains
-from the same initial weights and the one with the best validation accuracy
-(ties: lower validation loss) is kept. With ``refit_with_val`` (default) the
+from the same initial weights (the second in a forked process beside the first
+when a core is spare: :mod:`.side_fit`) and the one with the best validation
+accuracy (ties: lower validation loss) is kept. With ``refit_with_val`` (default) the
 chosen recipe then trains once more from those initial weights on train + val
 and its last epoch is the model (a third more training data where there are only
 tens of recordings: DARTS on the UCR suite 0.874 -> 0.914 test accuracy). With
