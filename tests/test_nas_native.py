@@ -143,6 +143,33 @@ def test_native_thin_matmul_equals_torch(dtype, M, K, N, transposed, accumulate)
 
 
 @needs_kernels
+@pytest.mark.parametrize('blocks, N', [(((0, 8, 7), (8, 20, 5), (20, 24, 3)), 2048),  # a full first block
+                                       (((0, 12, 5), (12, 15, 3), (15, 16, 1)), 99),  # zeroed first, a tail
+                                       (((0, 16, 3),), 40)])
+def test_native_conv_blocks_equal_their_products_one_by_one(blocks, N):
+    """One call per direction runs all kernel-size blocks of a fused conv (the input gradient adds them)."""
+    C, kmax = 4, 7
+    g = torch.Generator().manual_seed(N)
+    rows = blocks[-1][1]
+    wmat = torch.randn(rows, kmax * C + 3, generator=g, dtype=torch.float64)[:, :kmax * C]  # own row stride
+    cols = torch.randn(kmax * C, N, generator=g, dtype=torch.float64)
+    grad = torch.randn(rows, N, generator=g, dtype=torch.float64)
+    out = torch.full((rows, N), float('nan'), dtype=torch.float64)
+    gcols = torch.full((kmax * C, N), float('nan'), dtype=torch.float64)
+    want_out, want_gcols = torch.zeros(rows, N, dtype=torch.float64), torch.zeros(kmax * C, N, dtype=torch.float64)
+    for r0, r1, k in blocks:
+        lo = (kmax // 2 - k // 2) * C
+        want_out[r0:r1] = wmat[r0:r1, lo:lo + k * C] @ cols[lo:lo + k * C]
+        want_gcols[lo:lo + k * C] += wmat[r0:r1, lo:lo + k * C].t() @ grad[r0:r1]
+    K = native.kernels()
+    K.call('conv_blocks_forward', torch.float64, wmat, wmat.stride(0), fused_ops._block_table(blocks), len(blocks),
+           kmax, C, cols, N, N, out, N)
+    K.call('conv_blocks_input_grad', torch.float64, wmat, wmat.stride(0),
+           fused_ops._block_table(blocks, largest_first=True), len(blocks), kmax, C, grad, N, N, gcols, N)
+    assert torch.allclose(out, want_out, atol=1e-12) and torch.allclose(gcols, want_gcols, atol=1e-12)
+
+
+@needs_kernels
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
 @pytest.mark.parametrize('M, N, P', [(1, 1, 1), (5, 7, 33), (4, 8, 1024), (13, 30, 4099), (64, 112, 2048), (3, 2, 0)])
 def test_native_weight_gradient_product_equals_torch(dtype, M, N, P):
