@@ -218,6 +218,23 @@ def test_a_failed_forked_candidate_is_fitted_here(tmp_path, monkeypatch, caplog,
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="candidates are forked on Linux only")
+def test_a_candidate_that_cannot_be_forked_is_fitted_here(tmp_path, monkeypatch, caplog, single_threaded):
+    import multiprocessing.process
+
+    def no_memory(self):
+        raise OSError(12, "Cannot allocate memory")
+    features = _features()
+    here, here_weights = _train_small_conv(tmp_path / "here", features)
+    monkeypatch.setattr(training, "spare_cores", lambda: 1)
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", no_memory)
+    with caplog.at_level("WARNING", logger=training.log.name):
+        again, again_weights = _train_small_conv(tmp_path / "again", features)
+    assert "cannot fork a process for training candidate 2 ([Errno 12] Cannot allocate memory)" in caplog.text
+    assert again.candidates == here.candidates
+    assert all(torch.equal(again_weights[k], here_weights[k]) for k in here_weights)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="candidates are forked on Linux only")
 def test_a_forked_run_that_does_not_answer_in_time_is_stopped(caplog, single_threaded):
     import time
     from tinyml_modelzoo.side_fit import SideRun

@@ -34,6 +34,15 @@ def spare_cores() -> int:
     return max(0, cores - 1)
 
 
+def start(name: str, fn: Callable[..., Any], *args: Any) -> "SideRun | None":
+    """A :class:`SideRun`, or None (logged) when the fork itself fails (e.g. no memory for it)."""
+    try:
+        return SideRun(name, fn, *args)
+    except OSError as err:
+        log.warning("cannot fork a process for %s (%s); it runs here instead", name, err)
+        return None
+
+
 class SideRun:
     """``fn(*args)`` in a forked child. :meth:`result` waits for its return value (sent back pickled)
     and gives None when the child failed or did not answer in time (logged); :meth:`stop` ends it."""
@@ -43,8 +52,13 @@ class SideRun:
         context = multiprocessing.get_context("fork")
         self._receive, send = context.Pipe(duplex=False)
         self._process = context.Process(target=_child, args=(send, fn, args, os.getpid()), name=name, daemon=True)
-        self._process.start()
-        send.close()  # the child holds the other end: EOF here when it exits without an answer
+        try:
+            self._process.start()
+        except OSError:
+            self._receive.close()
+            raise
+        finally:
+            send.close()  # the child holds the other end: EOF here when it exits without an answer
 
     def result(self, timeout: float) -> Any | None:
         status, value = "late", f"no answer within {timeout:.0f} s"

@@ -34,7 +34,7 @@ from .config.schema import TrainingConfig
 from .plots import plot_training_curves
 from .progress import progress
 from .recipe import describe_device, fit_settings, is_circular, is_time_domain, shift_candidates
-from .side_fit import SideRun, spare_cores
+from .side_fit import spare_cores, start as start_aside
 
 log = logging.getLogger("tinyml_modelzoo")
 
@@ -133,8 +133,9 @@ def _fit_candidates(model, initial, runs, data, epoch_logger, advance) -> list[t
     """(fit result, final weights) of every candidate, each fitted from ``initial``. Where cores are
     spare (:func:`.side_fit.spare_cores`) the later candidates run in forked processes alongside the
     first (same results: every fit draws from its own seeded generator); their epochs are not logged."""
-    aside = {i: SideRun(f"training candidate {i + 1}", _fit_quietly, model, initial, runs[i], data)
+    aside = {i: start_aside(f"training candidate {i + 1}", _fit_quietly, model, initial, runs[i], data)
              for i in range(1, min(len(runs), 1 + spare_cores()))}
+    aside = {i: run for i, run in aside.items() if run is not None}
     started = time.perf_counter()
     results = []
     try:
