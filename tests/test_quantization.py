@@ -193,6 +193,38 @@ def test_bias_correction_in_one_pass_equals_rerunning_the_net_per_layer():
     assert corrected >= 3 and fast.act_frac is None  # biases moved; the net is float again afterwards
 
 
+def test_live_bytes_per_sample_is_the_largest_set_of_outputs_alive_at_once():
+    from tinyml_torchmodelopt.quantization.graph import Graph, Node
+    from tinyml_torchmodelopt.quantization.quantize import live_bytes_per_sample
+    nodes = (Node("x", "input", (), (2, 32)), Node("a", "conv", ("x",), (4, 32)),
+             Node("b", "conv", ("a",), (4, 32)), Node("c", "add", ("a", "b"), (4, 32)),
+             Node("g", "gap", ("c",), (4,)))
+    # x alone 64; a 192, then x is done: 128; b 256; c 384, then a and b are done; g 132
+    assert live_bytes_per_sample(Graph(nodes, "x", "g", (2, 32))) == 2 * 4 * 384  # int8-simulated + float
+
+
+def test_bias_correction_takes_fewer_samples_when_their_outputs_exceed_the_budget():
+    from tinyml_torchmodelopt.quantization.quantize import (MIN_CORRECTION_SAMPLES, correction_sample_count,
+                                                             live_bytes_per_sample)
+    torch.manual_seed(0)
+    model = randomize_bn(Branchy(cin=2)).eval()
+    x = torch.randn(300, 2, 32)
+    graph = deployment_graph(model, (2, 32))
+    per_sample = live_bytes_per_sample(graph)
+    assert correction_sample_count(graph, 300, 2048, 100 * per_sample) == 100
+    assert correction_sample_count(graph, 300, 2048, 1) == MIN_CORRECTION_SAMPLES
+    assert correction_sample_count(graph, 30, 2048, 1) == 30
+    assert correction_sample_count(graph, 300, 2048, 1000 * per_sample) == 300
+
+    def biases(q):
+        return [n.bias for n in q.nodes if n.op in ("conv", "linear")]
+    bounded = biases(quantize_ptq(model, x, correction_max_bytes=100 * per_sample))
+    first_100 = biases(quantize_ptq(model, x, correction_samples=100))
+    every_sample = biases(quantize_ptq(model, x))
+    assert all(np.array_equal(a, b) for a, b in zip(bounded, first_100))  # scales still from all 300
+    assert not all(np.array_equal(a, b) for a, b in zip(bounded, every_sample))
+
+
 def test_int8_outputs_and_file_round_trip(tmp_path):
     model = randomize_bn(Branchy(cin=2))
     x = torch.randn(20, 2, 32)

@@ -10,6 +10,7 @@ quantization (straight-through estimator) on the same scales.
 from __future__ import annotations
 
 import copy
+import logging
 
 import numpy as np
 import torch
@@ -22,6 +23,10 @@ from .int8 import INT8_MAX, INT8_MIN, QNode, QuantizedModel
 
 FRAC_LIMITS = (-16, 24)
 BIAS_LIMIT = 2 ** 30   # |bias| bound; keeps acc + rounding inside int32 for our layer sizes
+CORRECTION_MAX_BYTES = 256 * 2 ** 20   # live outputs that the bias correction may hold at once
+MIN_CORRECTION_SAMPLES = 64   # the memory bound never takes the correction below this
+
+log = logging.getLogger(__name__)
 
 
 def _frac(max_abs: float) -> int:
@@ -106,7 +111,8 @@ def correct_biases(net: GraphNet, x: torch.Tensor, act_frac: dict[str, int], bat
     bias is corrected before its own outputs are computed (running the whole net
     again for every layer cost 20 s of a 25 s compile on 1500-sample inputs). It
     holds the live outputs of all of ``x`` at once instead of all outputs of one
-    chunk (that compile: peak RSS 776 MB against 809 MB, 480 samples).
+    chunk: :func:`quantize_ptq` bounds how many samples it passes
+    (:func:`correction_sample_count`).
     """
     saved = net.act_frac
     net.eval()
@@ -137,14 +143,42 @@ def correct_biases(net: GraphNet, x: torch.Tensor, act_frac: dict[str, int], bat
         net.act_frac = saved
 
 
+def live_bytes_per_sample(graph: Graph) -> int:
+    """The most bytes per sample that :func:`correct_biases` holds at once: the float32 outputs,
+    int8-simulated and float, of every node from its computation until its last reader has run."""
+    last_reader = {name: i for i, node in enumerate(graph.nodes) for name in node.inputs}
+    live: dict[str, int] = {}
+    held = peak = 0
+    for i, node in enumerate(graph.nodes):
+        live[node.name] = int(np.prod(node.shape))
+        held += live[node.name]
+        peak = max(peak, held)
+        for name in dict.fromkeys(node.inputs):
+            if last_reader[name] == i:
+                held -= live.pop(name)
+    return 2 * 4 * peak
+
+
+def correction_sample_count(graph: Graph, available: int, wanted: int,
+                            max_bytes: int = CORRECTION_MAX_BYTES) -> int:
+    """How many samples the bias correction uses: ``wanted`` of the ``available`` ones, fewer when
+    their live outputs would exceed ``max_bytes`` (never fewer than ``MIN_CORRECTION_SAMPLES``)."""
+    by_memory = max(MIN_CORRECTION_SAMPLES, max_bytes // max(1, live_bytes_per_sample(graph)))
+    return max(1, min(available, wanted, by_memory))
+
+
 def quantize_ptq(model: nn.Module, calibration_x: torch.Tensor, *, input_shape: tuple[int, int] | None = None,
                  weight_bits: int = 8, activation_bits: int = 8, bias_correction: bool = True,
-                 correction_samples: int = 2048) -> QuantizedModel:
+                 correction_samples: int = 2048, correction_max_bytes: int = CORRECTION_MAX_BYTES
+                 ) -> QuantizedModel:
     """Post-training int8 quantization; ``calibration_x`` is float ``(N, C, L)``.
 
     Scales come from max |value| on all of ``calibration_x``; with
     ``bias_correction`` the biases are then corrected (:func:`correct_biases`) on
-    its first ``correction_samples`` samples, keeping those scales.
+    its first ``correction_samples`` samples, keeping those scales. Long
+    multichannel inputs use fewer samples, so that the outputs the correction
+    holds stay under ``correction_max_bytes`` (:func:`correction_sample_count`;
+    each sample then gives the per-channel means many positions).
     """
     x = torch.as_tensor(calibration_x, dtype=torch.float32)
     if len(x) == 0:
@@ -156,7 +190,11 @@ def quantize_ptq(model: nn.Module, calibration_x: torch.Tensor, *, input_shape: 
     quantized = _convert(net, maxes)
     if not bias_correction:
         return quantized
-    correct_biases(net, x[:correction_samples], {n.name: n.frac for n in quantized.nodes})
+    count = correction_sample_count(net.graph, len(x), correction_samples, correction_max_bytes)
+    if count < min(len(x), correction_samples):
+        log.info("bias correction on %d of %d calibration samples (their layer outputs fill %d MB)", count,
+                 min(len(x), correction_samples), correction_max_bytes // 2 ** 20)
+    correct_biases(net, x[:count], {n.name: n.frac for n in quantized.nodes})
     return _convert(net, maxes)
 
 
