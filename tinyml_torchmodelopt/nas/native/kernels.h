@@ -333,6 +333,35 @@ static void FN(cand_grad_any)(const REAL *gc, i64 CNLo, i64 E, const REAL *w, i6
     ab[1] = b;
 }
 
+/* gs[k*len + i] = sum_e w[e*ws + k] * gc[e*CNLo + i] for the n_shared shared ops, summed over the
+ * edges in order from zero (as one op at a time would), with up to three ops per pass over gc. */
+static void FN(shared_grads)(const REAL *gc, i64 CNLo, i64 E, const REAL *w, i64 ws, i64 n_shared, i64 len,
+                             REAL *gs) {
+    for (i64 i = 0; i < n_shared * len; i++) gs[i] = 0;
+    for (i64 k = 0; k < n_shared; k += 3) {
+        i64 nk = n_shared - k < 3 ? n_shared - k : 3;
+        REAL *restrict s0 = gs + k * len, *restrict s1 = s0 + len, *restrict s2 = s1 + len;
+        for (i64 e = 0; e < E; e++) {
+            const REAL *restrict ge = gc + e * CNLo;
+            REAL w0 = w[e * ws + k], w1 = nk > 1 ? w[e * ws + k + 1] : 0, w2 = nk > 2 ? w[e * ws + k + 2] : 0;
+            if (nk == 3) {
+                for (i64 i = 0; i < len; i++) {
+                    s0[i] += w0 * ge[i];
+                    s1[i] += w1 * ge[i];
+                    s2[i] += w2 * ge[i];
+                }
+            } else if (nk == 2) {
+                for (i64 i = 0; i < len; i++) {
+                    s0[i] += w0 * ge[i];
+                    s1[i] += w1 * ge[i];
+                }
+            } else {
+                for (i64 i = 0; i < len; i++) s0[i] += w0 * ge[i];
+            }
+        }
+    }
+}
+
 /* Backward of mix_forward, first part.
  *   gy[g] = act_g'(xh[g]) * sum_e W[e, g] gc[e]   (gradient w.r.t. the normalised conv output)
  *   sums[2*q], sums[2*q+1] += sum gy, sum gy * xh  per (row, half) q    (for the BN backward)
@@ -353,8 +382,9 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
     (void)split;
     PRAGMA(omp parallel if (E * G * CNLo >= PARALLEL_MIN_WORK))
     {
-    REAL *buf = (REAL *)malloc((size_t)((n_shared + 1) * plan.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
-    REAL *scratch = buf + (n_shared + 1) * plan.cap;
+    /* buf: the shared ops' outputs, then their gradients (n_shared chunks each) */
+    REAL *buf = (REAL *)malloc((size_t)(2 * n_shared * plan.cap + POOL_SCRATCH(L, Lo)) * sizeof(REAL));
+    REAL *scratch = buf + 2 * n_shared * plan.cap;
     PRAGMA(omp for schedule(static))
     for (i64 w = 0; w < plan.count; w++) {
         Chunk ck;
@@ -382,34 +412,32 @@ void FN(mix_backward)(const REAL *gc, const REAL *xh, const REAL *x, const REAL 
             if (for_w && !per_edge && E <= MAX_FUSED_EDGES)
                 for (i64 e = 0; e < E; e++) pw[e * Wcols + g] = cw[e];
         }
-        if (n_shared && (for_w || gx != NULL)) {
+        if (n_shared && for_w) {  /* alpha gradients of the shared ops: their outputs are needed */
             FN(shared_chunk)(x, c, n0, n1, N, L, s, Lo, kinds, n_shared, scratch, buf);
-            REAL *gs = buf + n_shared * len;
             for (i64 k = 0; k < n_shared; k++) {
                 const REAL *bk = buf + k * len;
-                for (i64 i = 0; i < len; i++) gs[i] = 0;
                 for (i64 e = 0; e < E; e++) {
                     const REAL *ge = gc + e * CNLo + i0;
-                    REAL we = W[e * Wcols + G + k];
-                    if (for_w) {
-                        REAL acc = 0;
-                        SIMD_SUM(acc)
-                        for (i64 i = 0; i < len; i++) acc += ge[i] * bk[i];
-                        pw[e * Wcols + G + k] = acc;
-                    }
-                    for (i64 i = 0; i < len; i++) gs[i] += we * ge[i];
+                    REAL acc = 0;
+                    SIMD_SUM(acc)
+                    for (i64 i = 0; i < len; i++) acc += ge[i] * bk[i];
+                    pw[e * Wcols + G + k] = acc;
                 }
-                if (gx == NULL) continue;
+            }
+        }
+        if (n_shared && gx != NULL) {  /* their input gradient: only their weights and gc are needed */
+            REAL *gs = buf + n_shared * plan.cap;
+            FN(shared_grads)(gc + i0, CNLo, E, W + G, Wcols, n_shared, len, gs);
+            for (i64 k = 0; k < n_shared; k++)
                 for (i64 n = n0; n < n1; n++) {
                     REAL *gxr = gx + (c * N + n) * L;
-                    const REAL *gr = gs + (n - n0) * Lo;
+                    const REAL *gr = gs + k * len + (n - n0) * Lo;
                     if (kinds[k] == 0) {
                         for (i64 lo = 0; lo < Lo; lo++) gxr[lo] += gr[lo];
                     } else {
                         FN(pool_row_backward)(x + (c * N + n) * L, L, s, Lo, (int)kinds[k], gr, scratch, gxr);
                     }
                 }
-            }
         }
     }
     free(buf);
