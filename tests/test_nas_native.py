@@ -111,9 +111,14 @@ def test_native_float32_supernet_matches_torch_kernels(monkeypatch):
 
 
 @needs_kernels
-@pytest.mark.parametrize('k, stride, padding, L', [(7, 1, 3, 9), (5, 2, 2, 10), (1, 2, 0, 7), (3, 1, 1, 2)])
-def test_native_im2col_and_its_adjoint(k, stride, padding, L, monkeypatch):
-    x = torch.randn(3, 4, L, dtype=torch.float64)
+@pytest.mark.parametrize('k, stride, padding, L, N', [
+    (7, 1, 3, 9, 4), (5, 2, 2, 10, 4), (1, 2, 0, 7, 4), (3, 1, 1, 2, 4),
+    (7, 1, 3, 2, 4),  # the outer taps miss every sample
+    (5, 1, 2, 33, 21),  # blocks of several samples (a copy per row and block)
+    (7, 1, 3, 64, 300),  # enough work for the threads
+])
+def test_native_im2col_and_its_adjoint(k, stride, padding, L, N, monkeypatch):
+    x = torch.randn(3, N, L, dtype=torch.float64)
     fast, fast_first = fused_ops._patches(x, k, stride, padding), fused_ops._patches(x, k, stride, padding, 2)
     g = torch.randn_like(fast)
     fast_adj = fused_ops._col2im(g, x.shape, k, stride, padding)
