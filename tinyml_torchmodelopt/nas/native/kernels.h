@@ -116,8 +116,10 @@ static REAL FN(window_count)(i64 lo, i64 s, i64 L) {
     return (REAL)(b - a + 1);
 }
 
-/* One row (Lo outputs) of a 3-tap pool: kind 1 max, 2 avg. */
-static void FN(pool_row)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, REAL *scratch, REAL *out) {
+/* One row (Lo outputs) of a 3-tap pool: kind 1 max, 2 avg. Inlined into pool_row with s = 1 as a
+ * constant (most rows), so that its loops vectorise, and with any s. */
+static inline __attribute__((always_inline)) void FN(pool_row_s)(const REAL *x, i64 L, i64 s, i64 Lo, int kind,
+                                                                 REAL *scratch, REAL *out) {
     REAL *xp = scratch;
     if (kind == 1) {
         FN(pad_row)(x, L, -INFINITY, xp);
@@ -134,9 +136,16 @@ static void FN(pool_row)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, REAL *sc
     }
 }
 
-/* Gradient of pool_row added to gx: max to the first maximum of each window (as PyTorch), avg spread evenly. */
-static void FN(pool_row_backward)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, const REAL *g, REAL *scratch,
-                                  REAL *gx) {
+static void FN(pool_row)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, REAL *scratch, REAL *out) {
+    if (s == 1) FN(pool_row_s)(x, L, 1, Lo, kind, scratch, out);
+    else FN(pool_row_s)(x, L, s, Lo, kind, scratch, out);
+}
+
+/* Gradient of pool_row added to gx: max to the first maximum of each window (as PyTorch), avg spread evenly.
+ * Specialised for s = 1 like pool_row. */
+static inline __attribute__((always_inline)) void FN(pool_row_backward_s)(const REAL *x, i64 L, i64 s, i64 Lo,
+                                                                          int kind, const REAL *g, REAL *scratch,
+                                                                          REAL *gx) {
     REAL *xp = scratch, *gxp = xp + L + 2, *ta = gxp + L + 2, *tb = ta + Lo, *tc = tb + Lo;
     if (kind == 1) {
         FN(pad_row)(x, L, -INFINITY, xp);
@@ -162,6 +171,12 @@ static void FN(pool_row_backward)(const REAL *x, i64 L, i64 s, i64 Lo, int kind,
     for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s + 1] += tb[lo];
     for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s + 2] += tc[lo];
     for (i64 l = 0; l < L; l++) gx[l] += gxp[l + 1];
+}
+
+static void FN(pool_row_backward)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, const REAL *g, REAL *scratch,
+                                  REAL *gx) {
+    if (s == 1) FN(pool_row_backward_s)(x, L, 1, Lo, kind, g, scratch, gx);
+    else FN(pool_row_backward_s)(x, L, s, Lo, kind, g, scratch, gx);
 }
 
 /* Shared op outputs of samples [n0, n1) of channel c: buf[k*len + (n - n0)*Lo + lo], len = (n1 - n0)*Lo;
