@@ -192,8 +192,8 @@ def quantize_ptq(model: nn.Module, calibration_x: torch.Tensor, *, input_shape: 
         return quantized
     count = correction_sample_count(net.graph, len(x), correction_samples, correction_max_bytes)
     if count < min(len(x), correction_samples):
-        log.info("bias correction on %d of %d calibration samples (their layer outputs fill %d MB)", count,
-                 min(len(x), correction_samples), correction_max_bytes // 2 ** 20)
+        log.info("bias correction on %d of %d calibration samples: more would hold over %d MB of layer outputs",
+                 count, min(len(x), correction_samples), correction_max_bytes // 2 ** 20)
     correct_biases(net, x[:count], {n.name: n.frac for n in quantized.nodes})
     return _convert(net, maxes)
 

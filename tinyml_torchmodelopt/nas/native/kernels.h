@@ -355,7 +355,8 @@ static void FN(shared_grads)(const REAL *gc, i64 CNLo, i64 E, const REAL *w, i64
     for (i64 i = 0; i < n_shared * len; i++) gs[i] = 0;
     for (i64 k = 0; k < n_shared; k += 3) {
         i64 nk = n_shared - k < 3 ? n_shared - k : 3;
-        REAL *restrict s0 = gs + k * len, *restrict s1 = s0 + len, *restrict s2 = s1 + len;
+        REAL *restrict s0 = gs + k * len;  /* s1, s2: the next ops' rows, used only when there are such ops */
+        REAL *restrict s1 = nk > 1 ? s0 + len : s0, *restrict s2 = nk > 2 ? s0 + 2 * len : s0;
         for (i64 e = 0; e < E; e++) {
             const REAL *restrict ge = gc + e * CNLo;
             REAL w0 = w[e * ws + k], w1 = nk > 1 ? w[e * ws + k + 1] : 0, w2 = nk > 2 ? w[e * ws + k + 2] : 0;
