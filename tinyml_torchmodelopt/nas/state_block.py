@@ -229,7 +229,7 @@ def native_block_forward(x, weight, W, conf, split, out=None, accumulate: bool =
     if out is None:
         out = x.new_empty(W.shape[0], C * N * Lo)
     native.kernels().call(
-        'state_forward', x.dtype, x, cols, weight, _conv_table(weight, blocks), xh, mean, rstd, W, codes, out,
+        'state_forward', x.dtype, x, cols, weight, _conv_table(weight, blocks), xh, None, mean, rstd, W, codes, out,
         0 if weight is None else weight.stride(0), len(blocks), Cx, N, L, Lo, stride, kmax, R, halves, _EPS,
         W.shape[0], W.shape[1], n_bn_relu // C, R // C, C, len(shared), int(per_edge), int(accumulate))
     return out, (x, weight, W, xh if keep else None, cols if keep and keep_patches else None, mean, rstd, codes)

@@ -56,7 +56,7 @@ SIGNATURES = {  # name: argument types (pointers _P, integers _I, floats _D)
     'conv_blocks_forward': (_P, _I, _P, _I, _I, _I, _P, _I, _I, _P, _I),
     'conv_blocks_input_grad': (_P, _I, _P, _I, _I, _I, _P, _I, _I, _P, _I),
     'conv_blocks_weight_grad': (_P, _I, _P, _I, _I, _I, _P, _I, _I, _P, _I),
-    'state_forward': (_P,) * 10 + (_I,) * 10 + (_D,) + (_I,) * 8,
+    'state_forward': (_P,) * 11 + (_I,) * 10 + (_D,) + (_I,) * 8,
     'state_backward': (_P,) * 17 + (_I,) * 19,
     'cell_forward': (_P, _P, _I, _D),
     'cell_backward': (_P, _P, _I),

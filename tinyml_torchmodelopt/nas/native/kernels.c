@@ -1,8 +1,12 @@
 /* Fused CPU kernels of the DARTS supernet (see kernels.h), compiled on first use
  * by tinyml_torchmodelopt/nas/native/__init__.py and called through ctypes. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 typedef long long i64;
 
@@ -68,14 +72,17 @@ static i64 chunk_of_item(const ChunkPlan *p, i64 w) {
 
 #define REAL float
 #define SUF f32
+#define REAL_IS_FLOAT 1
 #include "kernels.h"
 #include "gemm.h"
 #include "state.h"
 #undef REAL
 #undef SUF
+#undef REAL_IS_FLOAT
 
 #define REAL double
 #define SUF f64
+#define REAL_IS_FLOAT 0
 #include "kernels.h"
 #include "gemm.h"
 #include "state.h"

@@ -16,14 +16,16 @@ static void FN(state_conv)(const REAL *x, i64 Cx, i64 N, i64 L, i64 Lo, i64 stri
 }
 
 /* Forward: conv, batch-norm statistics and normalisation (mean, rstd per row and half), mixing into
- * out (accumulate: added). weight == NULL: no conv candidates, only the mixing of the shared ops. */
-void FN(state_forward)(const REAL *x, REAL *cols, const REAL *weight, const i64 *blocks, REAL *xh, REAL *mean,
-                       REAL *rstd, const REAL *W, const i64 *codes, REAL *out, i64 ldw, i64 nblocks, i64 Cx,
-                       i64 N, i64 L, i64 Lo, i64 stride, i64 kmax, i64 R, i64 halves, double eps, i64 E,
+ * out (accumulate: added). weight == NULL: no conv candidates, only the mixing of the shared ops.
+ * keep (if not NULL): a streamed copy of the normalised conv output for the backward, while xh is a
+ * buffer still warm in the cache (the conv product and the mixing then stay in the cache). */
+void FN(state_forward)(const REAL *x, REAL *cols, const REAL *weight, const i64 *blocks, REAL *xh, REAL *keep,
+                       REAL *mean, REAL *rstd, const REAL *W, const i64 *codes, REAL *out, i64 ldw, i64 nblocks,
+                       i64 Cx, i64 N, i64 L, i64 Lo, i64 stride, i64 kmax, i64 R, i64 halves, double eps, i64 E,
                        i64 Wcols, i64 Gr, i64 G, i64 Cc, i64 n_shared, i64 per_edge, i64 accumulate) {
     if (weight != NULL) {
         FN(state_conv)(x, Cx, N, L, Lo, stride, kmax, cols, weight, ldw, blocks, nblocks, xh);
-        FN(bn_forward)(xh, R, halves, N * Lo / halves, eps, mean, rstd);
+        FN(bn_forward_keep)(xh, R, halves, N * Lo / halves, eps, mean, rstd, keep);
     }
     FN(mix_forward)(xh, x, W, E, Wcols, Gr, G, Cc, N, L, Lo, stride, codes, n_shared, per_edge, accumulate, out);
 }
@@ -67,7 +69,7 @@ void FN(state_backward)(const REAL *gc, const REAL *x, REAL *cols, const REAL *w
  * state blocks in the order they run; eps is the batch-norm epsilon of every row. */
 #ifndef CELL_TABLE_LAYOUT
 #define CELL_TABLE_LAYOUT
-#define CELL_FORWARD_PTRS 10
+#define CELL_FORWARD_PTRS 11
 #define CELL_FORWARD_INTS 18
 #define CELL_BACKWARD_PTRS 17
 #define CELL_BACKWARD_INTS 19
@@ -82,8 +84,9 @@ void FN(cell_forward)(void *const *bases, const i64 *table, i64 rows, double eps
         const i64 *t = table + r * (2 * CELL_FORWARD_PTRS + CELL_FORWARD_INTS), *v = t + 2 * CELL_FORWARD_PTRS;
         void *p[CELL_FORWARD_PTRS];
         cell_pointers(bases, t, CELL_FORWARD_PTRS, p);
-        FN(state_forward)(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], v[0], v[1], v[2], v[3], v[4],
-                          v[5], v[6], v[7], v[8], v[9], eps, v[10], v[11], v[12], v[13], v[14], v[15], v[16], v[17]);
+        FN(state_forward)(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], v[0], v[1], v[2], v[3],
+                          v[4], v[5], v[6], v[7], v[8], v[9], eps, v[10], v[11], v[12], v[13], v[14], v[15], v[16],
+                          v[17]);
     }
 }
 
