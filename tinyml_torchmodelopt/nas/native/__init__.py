@@ -34,7 +34,7 @@ import torch
 log = logging.getLogger(__name__)
 
 SOURCE_DIR = Path(__file__).resolve().parent
-SOURCES = ('kernels.c', 'kernels.h', 'gemm.h', 'state.h')
+SOURCES = ('kernels.c', 'pools.h', 'kernels.h', 'gemm.h', 'state.h')
 CFLAGS = ('-O3', '-fopenmp-simd', '-fPIC', '-shared', '-fno-math-errno', '-fno-trapping-math')
 # Tried in order until one builds: OpenMP + this CPU's vector units, then without OpenMP, then portable.
 FLAG_SETS = (('-march=native', '-fopenmp'), ('-march=native',), ())

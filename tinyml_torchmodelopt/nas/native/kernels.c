@@ -73,6 +73,7 @@ static i64 chunk_of_item(const ChunkPlan *p, i64 w) {
 #define REAL float
 #define SUF f32
 #define REAL_IS_FLOAT 1
+#include "pools.h"
 #include "kernels.h"
 #include "gemm.h"
 #include "state.h"
@@ -83,6 +84,7 @@ static i64 chunk_of_item(const ChunkPlan *p, i64 w) {
 #define REAL double
 #define SUF f64
 #define REAL_IS_FLOAT 0
+#include "pools.h"
 #include "kernels.h"
 #include "gemm.h"
 #include "state.h"

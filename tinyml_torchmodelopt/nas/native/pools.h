@@ -1,0 +1,97 @@
+/* The supernet's shared 3-tap pools, one row at a time, one copy per REAL type (included like
+ * kernels.h, before it): the max and average pool candidates and their gradients, which the mixing
+ * kernels of kernels.h compute per chunk of samples. */
+
+/* 3-tap pools (padding 1, count_include_pad=False) on one row, branch-free so that they vectorise:
+ * the row is copied between one pad on each side (xp, L + 2 values), window lo covers
+ * xp[lo*s .. lo*s + 2]. Scratch for both functions: 2*(L + 2) + 3*Lo values. */
+#define POOL_SCRATCH(L, Lo) (2 * ((L) + 2) + 3 * (Lo))
+
+static void FN(pad_row)(const REAL *x, i64 L, REAL pad, REAL *xp) {
+    xp[0] = pad;
+    memcpy(xp + 1, x, (size_t)L * sizeof(REAL));
+    xp[L + 1] = pad;
+}
+
+/* Inputs inside window lo (the average pool's divisor). */
+static REAL FN(window_count)(i64 lo, i64 s, i64 L) {
+    i64 a = lo * s - 1 < 0 ? 0 : lo * s - 1, b = lo * s + 1 > L - 1 ? L - 1 : lo * s + 1;
+    return (REAL)(b - a + 1);
+}
+
+/* One row (Lo outputs) of a 3-tap pool: kind 1 max, 2 avg. Inlined into pool_row with s = 1 as a
+ * constant (most rows), so that its loops vectorise, and with any s. */
+static inline __attribute__((always_inline)) void FN(pool_row_s)(const REAL *x, i64 L, i64 s, i64 Lo, int kind,
+                                                                 REAL *scratch, REAL *out) {
+    REAL *xp = scratch;
+    if (kind == 1) {
+        FN(pad_row)(x, L, -INFINITY, xp);
+        for (i64 lo = 0; lo < Lo; lo++) {
+            REAL a = xp[lo * s], b = xp[lo * s + 1], c = xp[lo * s + 2];
+            REAL m = a > b ? a : b;
+            out[lo] = m > c ? m : c;
+        }
+    } else {
+        FN(pad_row)(x, L, 0, xp);
+        for (i64 lo = 0; lo < Lo; lo++) out[lo] = (xp[lo * s] + xp[lo * s + 1] + xp[lo * s + 2]) / (REAL)3;
+        out[0] = (xp[0] + xp[1] + xp[2]) / FN(window_count)(0, s, L);
+        out[Lo - 1] = (xp[(Lo - 1) * s] + xp[(Lo - 1) * s + 1] + xp[(Lo - 1) * s + 2]) / FN(window_count)(Lo - 1, s, L);
+    }
+}
+
+static void FN(pool_row)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, REAL *scratch, REAL *out) {
+    if (s == 1) FN(pool_row_s)(x, L, 1, Lo, kind, scratch, out);
+    else FN(pool_row_s)(x, L, s, Lo, kind, scratch, out);
+}
+
+/* Gradient of pool_row added to gx: max to the first maximum of each window (as PyTorch), avg spread evenly.
+ * Specialised for s = 1 like pool_row. */
+static inline __attribute__((always_inline)) void FN(pool_row_backward_s)(const REAL *x, i64 L, i64 s, i64 Lo,
+                                                                          int kind, const REAL *g, REAL *scratch,
+                                                                          REAL *gx) {
+    REAL *xp = scratch, *gxp = xp + L + 2, *ta = gxp + L + 2, *tb = ta + Lo, *tc = tb + Lo;
+    if (kind == 1) {
+        FN(pad_row)(x, L, -INFINITY, xp);
+        for (i64 lo = 0; lo < Lo; lo++) {
+            REAL a = xp[lo * s], b = xp[lo * s + 1], c = xp[lo * s + 2];
+            REAL m = a > b ? a : b;
+            m = m > c ? m : c;
+            REAL va = a == m ? g[lo] : 0;
+            REAL vb = a != m && b == m ? g[lo] : 0;
+            ta[lo] = va;
+            tb[lo] = vb;
+            tc[lo] = g[lo] - va - vb;
+        }
+    } else {
+        for (i64 lo = 0; lo < Lo; lo++) ta[lo] = g[lo] / (REAL)3;
+        ta[0] = g[0] / FN(window_count)(0, s, L);
+        ta[Lo - 1] = g[Lo - 1] / FN(window_count)(Lo - 1, s, L);
+        memcpy(tb, ta, (size_t)Lo * sizeof(REAL));
+        memcpy(tc, ta, (size_t)Lo * sizeof(REAL));
+    }
+    memset(gxp, 0, (size_t)(L + 2) * sizeof(REAL));
+    for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s] += ta[lo];
+    for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s + 1] += tb[lo];
+    for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s + 2] += tc[lo];
+    for (i64 l = 0; l < L; l++) gx[l] += gxp[l + 1];
+}
+
+static void FN(pool_row_backward)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, const REAL *g, REAL *scratch,
+                                  REAL *gx) {
+    if (s == 1) FN(pool_row_backward_s)(x, L, 1, Lo, kind, g, scratch, gx);
+    else FN(pool_row_backward_s)(x, L, s, Lo, kind, g, scratch, gx);
+}
+
+/* Shared op outputs of samples [n0, n1) of channel c: buf[k*len + (n - n0)*Lo + lo], len = (n1 - n0)*Lo;
+ * kinds 0 skip (stride 1), 1 max, 2 avg. */
+static void FN(shared_chunk)(const REAL *x, i64 c, i64 n0, i64 n1, i64 N, i64 L, i64 s, i64 Lo,
+                             const i64 *kinds, i64 n_shared, REAL *scratch, REAL *buf) {
+    i64 len = (n1 - n0) * Lo;
+    for (i64 k = 0; k < n_shared; k++)
+        for (i64 n = n0; n < n1; n++) {
+            const REAL *xr = x + (c * N + n) * L;
+            REAL *o = buf + k * len + (n - n0) * Lo;
+            if (kinds[k] == 0) memcpy(o, xr, (size_t)Lo * sizeof(REAL));
+            else FN(pool_row)(xr, L, s, Lo, (int)kinds[k], scratch, o);
+        }
+}
