@@ -10,6 +10,10 @@ half for the alphas, batch 32. Presets use the exact arguments of the seed table
 On a shared machine the same run moves by up to 1.5x from one minute to the next:
 ``--repeat N`` runs every configuration N times, round-robin (so that each sees
 several minutes of the machine), and ends with the median and range per configuration.
+Before each run a 0.3 s probe times a fixed matmul on one thread and on all of
+PyTorch's threads; the last column is their ratio (on the 2-core development VM,
+l first-order steps took 118-123 ms while it was 1.87-1.91 and 148-170 ms while it
+was 1.37-1.76: a co-tenant slowing one core, not slower code).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import contextlib
 import resource
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -71,7 +76,8 @@ def main(argv=None):
     kernels = native.kernels()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, supernet kernels: "
           f"{'compiled' if kernels else 'PyTorch only'} (TINYML_NAS_NATIVE=0 disables the compiled ones)")
-    print(f"{'preset':6} {'mode':9} {'batch':>5} {'passes':11} {'s/epoch':>8} {'samples/s':>10} {'peak RSS MB':>12}")
+    print(f"{'preset':6} {'mode':9} {'batch':>5} {'passes':11} {'s/epoch':>8} {'samples/s':>10} {'peak RSS MB':>12} "
+          f"{'threads x':>9}")
     configs = [(p, m, b) for p in args.presets for m in args.modes for b in args.batch_size]
     runs = configs * max(1, args.repeat)
     speeds: dict = {c: [] for c in configs}
@@ -85,14 +91,15 @@ def main(argv=None):
                                   **PRESETS[preset],
                                   **({'primitives': tuple(args.primitives)} if args.primitives else {}))
         profiling = args.profile > 0 and i == len(runs) - 1
+        scaling = thread_scaling()
         with profiled(profiling, args.device) as prof:
             result = search(train, valid, settings)
         epochs = result.history[1:] or result.history  # skip warm-up epoch when possible
         sec = sum(r.seconds for r in epochs) / len(epochs)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         label = preset if args.partial_channels == 1 else f"{preset}/pc{args.partial_channels}"
-        print(f"{label:6} {mode:9} {batch:5d} {result.update_scheme:11} {sec:8.3f} {half / sec:10.1f} {rss:12.0f}",
-              flush=True)
+        print(f"{label:6} {mode:9} {batch:5d} {result.update_scheme:11} {sec:8.3f} {half / sec:10.1f} {rss:12.0f} "
+              f"{scaling:9.2f}", flush=True)
         speeds[preset, mode, batch].append(half / sec)
         if profiling:
             key = 'self_cuda_time_total' if args.device.startswith('cuda') else 'self_cpu_time_total'
@@ -102,6 +109,23 @@ def main(argv=None):
         for (preset, mode, batch), v in speeds.items():
             print(f"{preset:6} {mode:9} {batch:5d}  median {statistics.median(v):8.1f}  range {min(v):8.1f} - "
                   f"{max(v):8.1f}")
+
+
+def thread_scaling(seconds: float = 0.15) -> float:
+    """Speed of a fixed float32 matmul on all of PyTorch's threads over its speed on one."""
+    a, b = torch.randn(256, 256), torch.randn(256, 256)
+    threads, rates = torch.get_num_threads(), []
+    try:
+        for n in (1, threads):
+            torch.set_num_threads(n)
+            count, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                torch.mm(a, b)
+                count += 1
+            rates.append(count / (time.perf_counter() - start))
+    finally:
+        torch.set_num_threads(threads)
+    return rates[1] / rates[0]
 
 
 @contextlib.contextmanager
