@@ -12,8 +12,8 @@ On a shared machine the same run moves by up to 1.5x from one minute to the next
 several minutes of the machine), and ends with the median and range per configuration.
 Before each run a 0.3 s probe times a fixed matmul on one thread and on all of
 PyTorch's threads; the last column is their ratio (on the 2-core development VM,
-l first-order steps took 118-123 ms while it was 1.87-1.91 and 148-170 ms while it
-was 1.37-1.76: a co-tenant slowing one core, not slower code).
+l first-order steps took 119-122 ms in four rounds where it was 1.87-1.91 and
+148-170 ms in seven where it was 1.37-1.76: mostly a co-tenant slowing one core).
 """
 from __future__ import annotations
 
