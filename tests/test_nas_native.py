@@ -229,6 +229,50 @@ def test_unwritable_cache_builds_in_the_temporary_folder(monkeypatch, tmp_path):
         native.reset()
 
 
+def _fake_compiler(tmp_path, script: str) -> str:
+    path = tmp_path / 'cc'
+    path.write_text('#!/bin/sh\n' + script)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_failed_build_is_reported_and_leaves_nothing_behind(monkeypatch, tmp_path, caplog):
+    monkeypatch.setenv('CC', _fake_compiler(tmp_path, 'echo "cc: internal error 42" >&2\nexit 1\n'))
+    monkeypatch.setenv('TINYML_NATIVE_CACHE', str(tmp_path / 'cache'))
+    native.reset()
+    try:
+        with caplog.at_level(logging.WARNING, logger=native.__name__):
+            assert native.kernels() is None
+        assert 'internal error 42' in caplog.text and 'slower PyTorch kernels' in caplog.text
+        assert list((tmp_path / 'cache').iterdir()) == []  # no library, no half-built objects
+    finally:
+        monkeypatch.undo()
+        native.reset()
+
+
+@needs_kernels
+def test_a_compiler_without_openmp_still_builds_both_precisions(monkeypatch, tmp_path):
+    real = native.find_compiler()
+    calls = tmp_path / 'calls'
+    # refuses -fopenmp, as compilers without OpenMP support do; passes everything else to the real one
+    script = f'echo "$@" >> {calls}\ncase "$*" in *-fopenmp\ *|*-fopenmp) exit 1;; esac\nexec {real} "$@"\n'
+    monkeypatch.setenv('CC', _fake_compiler(tmp_path, script))
+    monkeypatch.setenv('TINYML_NATIVE_CACHE', str(tmp_path / 'cache'))
+    native.reset()
+    try:
+        kernels = native.kernels()
+        assert kernels is not None
+        for dtype in (torch.float32, torch.float64):  # both precisions' objects linked into one library
+            x, cols = torch.arange(6, dtype=dtype).reshape(1, 2, 3), torch.empty(3, 2 * 3, dtype=dtype)
+            kernels.call('im2col', dtype, x, 1, 2, 2, 3, 3, 1, 1, 3, cols)
+            assert torch.equal(cols[1], x.reshape(-1))  # the middle tap is the input itself
+        built = [line for line in calls.read_text().splitlines() if '-fopenmp ' not in line + ' ']
+        assert sum('-DKERNELS_ONLY=' in line for line in built) == 2
+    finally:
+        monkeypatch.undo()
+        native.reset()
+
+
 def test_native_can_be_disabled_by_environment(monkeypatch):
     monkeypatch.setenv('TINYML_NAS_NATIVE', '0')
     native.reset()
