@@ -46,7 +46,8 @@ def _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, spli
 
 @needs_kernels
 @pytest.mark.parametrize('stride, L, shared', [(1, 11, ('skip', 'max', 'avg')), (2, 13, ('max', 'avg')),
-                                               (2, 16, ('max',)), (1, 1, ('skip', 'max'))])
+                                               (2, 16, ('max',)), (1, 1, ('skip', 'max')), (1, 2, ('max', 'avg')),
+                                               (1, 3, ('max', 'avg')), (1, 4, ('max', 'avg'))])
 @pytest.mark.parametrize('split', [None, 3])
 @pytest.mark.parametrize('keep', [True, False])
 def test_native_state_block_equals_torch_kernels(stride, L, shared, split, keep, monkeypatch):

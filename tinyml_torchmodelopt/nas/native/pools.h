@@ -45,10 +45,9 @@ static void FN(pool_row)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, REAL *sc
 }
 
 /* Gradient of pool_row added to gx: max to the first maximum of each window (as PyTorch), avg spread evenly.
- * Specialised for s = 1 like pool_row. */
-static inline __attribute__((always_inline)) void FN(pool_row_backward_s)(const REAL *x, i64 L, i64 s, i64 Lo,
-                                                                          int kind, const REAL *g, REAL *scratch,
-                                                                          REAL *gx) {
+ * Any stride and length; pool_row_backward_1 below is the same for stride 1. */
+static void FN(pool_row_backward_s)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, const REAL *g, REAL *scratch,
+                                    REAL *gx) {
     REAL *xp = scratch, *gxp = xp + L + 2, *ta = gxp + L + 2, *tb = ta + Lo, *tc = tb + Lo;
     if (kind == 1) {
         FN(pad_row)(x, L, -INFINITY, xp);
@@ -76,9 +75,37 @@ static inline __attribute__((always_inline)) void FN(pool_row_backward_s)(const 
     for (i64 l = 0; l < L; l++) gx[l] += gxp[l + 1];
 }
 
+/* Stride 1 (Lo = L >= 3): input l is the last tap of window l - 1, the middle one of window l and the
+ * first one of window l + 1, so one pass adds the three shares, in the order of the general version's
+ * passes (first taps, middle taps, last taps; the ends have fewer). */
+static void FN(pool_row_backward_1)(const REAL *x, i64 L, int kind, const REAL *g, REAL *scratch, REAL *gx) {
+    REAL *xp = scratch, *ta = xp + L + 2, *tb = ta + L, *tc = tb + L;  /* each window's share per tap */
+    if (kind == 1) {
+        FN(pad_row)(x, L, -INFINITY, xp);
+        for (i64 lo = 0; lo < L; lo++) {
+            REAL a = xp[lo], b = xp[lo + 1], c = xp[lo + 2];
+            REAL m = a > b ? a : b;
+            m = m > c ? m : c;
+            REAL va = a == m ? g[lo] : 0;
+            REAL vb = a != m && b == m ? g[lo] : 0;
+            ta[lo] = va;
+            tb[lo] = vb;
+            tc[lo] = g[lo] - va - vb;
+        }
+    } else {
+        for (i64 lo = 0; lo < L; lo++) ta[lo] = g[lo] / (REAL)3;
+        ta[0] = g[0] / FN(window_count)(0, 1, L);
+        ta[L - 1] = g[L - 1] / FN(window_count)(L - 1, 1, L);
+        tb = tc = ta;  /* every tap gets the same share */
+    }
+    gx[0] += ((REAL)0 + ta[1]) + tb[0];
+    for (i64 l = 1; l < L - 1; l++) gx[l] += (((REAL)0 + ta[l + 1]) + tb[l]) + tc[l - 1];
+    gx[L - 1] += ((REAL)0 + tb[L - 1]) + tc[L - 2];
+}
+
 static void FN(pool_row_backward)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, const REAL *g, REAL *scratch,
                                   REAL *gx) {
-    if (s == 1) FN(pool_row_backward_s)(x, L, 1, Lo, kind, g, scratch, gx);
+    if (s == 1 && L >= 3) FN(pool_row_backward_1)(x, L, kind, g, scratch, gx);
     else FN(pool_row_backward_s)(x, L, s, Lo, kind, g, scratch, gx);
 }
 
