@@ -44,11 +44,12 @@ static void FN(pool_row)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, REAL *sc
     else FN(pool_row_s)(x, L, s, Lo, kind, scratch, out);
 }
 
-/* Gradient of pool_row added to gx: max to the first maximum of each window (as PyTorch), avg spread evenly.
- * Any stride and length; pool_row_backward_1 below is the same for stride 1. */
-static void FN(pool_row_backward_s)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, const REAL *g, REAL *scratch,
-                                    REAL *gx) {
-    REAL *xp = scratch, *gxp = xp + L + 2, *ta = gxp + L + 2, *tb = ta + Lo, *tc = tb + Lo;
+/* Each window's gradient g[lo] split over its three taps (ta first, tb middle, tc last): max to the first
+ * maximum of the window (as PyTorch), avg evenly. Returns 1 when the three shares are equal (avg: only ta
+ * is written). Inlined with s = 1 as a constant, like pool_row_s. */
+static inline __attribute__((always_inline)) int FN(window_shares)(const REAL *x, i64 L, i64 s, i64 Lo, int kind,
+                                                                   const REAL *g, REAL *xp, REAL *ta, REAL *tb,
+                                                                   REAL *tc) {
     if (kind == 1) {
         FN(pad_row)(x, L, -INFINITY, xp);
         for (i64 lo = 0; lo < Lo; lo++) {
@@ -61,52 +62,34 @@ static void FN(pool_row_backward_s)(const REAL *x, i64 L, i64 s, i64 Lo, int kin
             tb[lo] = vb;
             tc[lo] = g[lo] - va - vb;
         }
-    } else {
-        for (i64 lo = 0; lo < Lo; lo++) ta[lo] = g[lo] / (REAL)3;
-        ta[0] = g[0] / FN(window_count)(0, s, L);
-        ta[Lo - 1] = g[Lo - 1] / FN(window_count)(Lo - 1, s, L);
-        memcpy(tb, ta, (size_t)Lo * sizeof(REAL));
-        memcpy(tc, ta, (size_t)Lo * sizeof(REAL));
+        return 0;
+    }
+    for (i64 lo = 0; lo < Lo; lo++) ta[lo] = g[lo] / (REAL)3;
+    ta[0] = g[0] / FN(window_count)(0, s, L);
+    ta[Lo - 1] = g[Lo - 1] / FN(window_count)(Lo - 1, s, L);
+    return 1;
+}
+
+/* Gradient of pool_row added to gx. */
+static void FN(pool_row_backward)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, const REAL *g, REAL *scratch,
+                                  REAL *gx) {
+    REAL *xp = scratch, *gxp = xp + L + 2, *ta = gxp + L + 2, *tb = ta + Lo, *tc = tb + Lo;
+    int equal = s == 1 ? FN(window_shares)(x, L, 1, Lo, kind, g, xp, ta, tb, tc)
+                       : FN(window_shares)(x, L, s, Lo, kind, g, xp, ta, tb, tc);
+    if (equal) tb = tc = ta;
+    if (s == 1 && L >= 3) {
+        /* input l is the last tap of window l - 1, the middle one of window l and the first one of window
+         * l + 1: one pass adds the three shares, in the order of the passes below (the ends have fewer) */
+        gx[0] += ((REAL)0 + ta[1]) + tb[0];
+        for (i64 l = 1; l < L - 1; l++) gx[l] += (((REAL)0 + ta[l + 1]) + tb[l]) + tc[l - 1];
+        gx[L - 1] += ((REAL)0 + tb[L - 1]) + tc[L - 2];
+        return;
     }
     memset(gxp, 0, (size_t)(L + 2) * sizeof(REAL));
     for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s] += ta[lo];
     for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s + 1] += tb[lo];
     for (i64 lo = 0; lo < Lo; lo++) gxp[lo * s + 2] += tc[lo];
     for (i64 l = 0; l < L; l++) gx[l] += gxp[l + 1];
-}
-
-/* Stride 1 (Lo = L >= 3): input l is the last tap of window l - 1, the middle one of window l and the
- * first one of window l + 1, so one pass adds the three shares, in the order of the general version's
- * passes (first taps, middle taps, last taps; the ends have fewer). */
-static void FN(pool_row_backward_1)(const REAL *x, i64 L, int kind, const REAL *g, REAL *scratch, REAL *gx) {
-    REAL *xp = scratch, *ta = xp + L + 2, *tb = ta + L, *tc = tb + L;  /* each window's share per tap */
-    if (kind == 1) {
-        FN(pad_row)(x, L, -INFINITY, xp);
-        for (i64 lo = 0; lo < L; lo++) {
-            REAL a = xp[lo], b = xp[lo + 1], c = xp[lo + 2];
-            REAL m = a > b ? a : b;
-            m = m > c ? m : c;
-            REAL va = a == m ? g[lo] : 0;
-            REAL vb = a != m && b == m ? g[lo] : 0;
-            ta[lo] = va;
-            tb[lo] = vb;
-            tc[lo] = g[lo] - va - vb;
-        }
-    } else {
-        for (i64 lo = 0; lo < L; lo++) ta[lo] = g[lo] / (REAL)3;
-        ta[0] = g[0] / FN(window_count)(0, 1, L);
-        ta[L - 1] = g[L - 1] / FN(window_count)(L - 1, 1, L);
-        tb = tc = ta;  /* every tap gets the same share */
-    }
-    gx[0] += ((REAL)0 + ta[1]) + tb[0];
-    for (i64 l = 1; l < L - 1; l++) gx[l] += (((REAL)0 + ta[l + 1]) + tb[l]) + tc[l - 1];
-    gx[L - 1] += ((REAL)0 + tb[L - 1]) + tc[L - 2];
-}
-
-static void FN(pool_row_backward)(const REAL *x, i64 L, i64 s, i64 Lo, int kind, const REAL *g, REAL *scratch,
-                                  REAL *gx) {
-    if (s == 1 && L >= 3) FN(pool_row_backward_1)(x, L, kind, g, scratch, gx);
-    else FN(pool_row_backward_s)(x, L, s, Lo, kind, g, scratch, gx);
 }
 
 /* Shared op outputs of samples [n0, n1) of channel c: buf[k*len + (n - n0)*Lo + lo], len = (n1 - n0)*Lo;
