@@ -1,6 +1,6 @@
-/* The supernet's shared 3-tap pools, one row at a time, one copy per REAL type (included like
- * kernels.h, before it): the max and average pool candidates and their gradients, which the mixing
- * kernels of kernels.h compute per chunk of samples. */
+/* The supernet's shared 3-tap pools, one copy per REAL type (included like kernels.h, before it): the
+ * max and average pool candidates and their gradients, which the mixing kernels of kernels.h compute per
+ * chunk of samples (stride-1 outputs over a whole chunk at once, everything else a row at a time). */
 
 /* 3-tap pools (padding 1, count_include_pad=False) on one row, branch-free so that they vectorise:
  * the row is copied between one pad on each side (xp, L + 2 values), window lo covers
@@ -19,6 +19,14 @@ static REAL FN(window_count)(i64 lo, i64 s, i64 L) {
     return (REAL)(b - a + 1);
 }
 
+/* One window of three values; pool_row_s and pool_rows_1 share these expressions (and so their bits). */
+static inline REAL FN(max3)(REAL a, REAL b, REAL c) {
+    REAL m = a > b ? a : b;
+    return m > c ? m : c;
+}
+
+static inline REAL FN(sum3)(REAL a, REAL b, REAL c) { return a + b + c; }
+
 /* One row (Lo outputs) of a 3-tap pool: kind 1 max, 2 avg. Inlined into pool_row with s = 1 as a
  * constant (most rows), so that its loops vectorise, and with any s. */
 static inline __attribute__((always_inline)) void FN(pool_row_s)(const REAL *x, i64 L, i64 s, i64 Lo, int kind,
@@ -26,16 +34,34 @@ static inline __attribute__((always_inline)) void FN(pool_row_s)(const REAL *x, 
     REAL *xp = scratch;
     if (kind == 1) {
         FN(pad_row)(x, L, -INFINITY, xp);
-        for (i64 lo = 0; lo < Lo; lo++) {
-            REAL a = xp[lo * s], b = xp[lo * s + 1], c = xp[lo * s + 2];
-            REAL m = a > b ? a : b;
-            out[lo] = m > c ? m : c;
-        }
+        for (i64 lo = 0; lo < Lo; lo++) out[lo] = FN(max3)(xp[lo * s], xp[lo * s + 1], xp[lo * s + 2]);
     } else {
         FN(pad_row)(x, L, 0, xp);
-        for (i64 lo = 0; lo < Lo; lo++) out[lo] = (xp[lo * s] + xp[lo * s + 1] + xp[lo * s + 2]) / (REAL)3;
-        out[0] = (xp[0] + xp[1] + xp[2]) / FN(window_count)(0, s, L);
-        out[Lo - 1] = (xp[(Lo - 1) * s] + xp[(Lo - 1) * s + 1] + xp[(Lo - 1) * s + 2]) / FN(window_count)(Lo - 1, s, L);
+        for (i64 lo = 0; lo < Lo; lo++) out[lo] = FN(sum3)(xp[lo * s], xp[lo * s + 1], xp[lo * s + 2]) / (REAL)3;
+        out[0] = FN(sum3)(xp[0], xp[1], xp[2]) / FN(window_count)(0, s, L);
+        out[Lo - 1] = FN(sum3)(xp[(Lo - 1) * s], xp[(Lo - 1) * s + 1], xp[(Lo - 1) * s + 2]) /
+                      FN(window_count)(Lo - 1, s, L);
+    }
+}
+
+/* Stride 1 over `rows` rows of L >= 2 values stored one after another (samples of one channel): one
+ * loop over all of them, then each row's first and last output again with its pads. Short rows (L = 64
+ * in preset l's last cells) spent more on the per-row copy and loop ends than on the pool. */
+static void FN(pool_rows_1)(const REAL *x, i64 rows, i64 L, int kind, REAL *out) {
+    i64 len = rows * L;
+    if (kind == 1) {
+        for (i64 i = 1; i < len - 1; i++) out[i] = FN(max3)(x[i - 1], x[i], x[i + 1]);
+        for (i64 r = 0; r < len; r += L) {
+            out[r] = FN(max3)(-INFINITY, x[r], x[r + 1]);
+            out[r + L - 1] = FN(max3)(x[r + L - 2], x[r + L - 1], -INFINITY);
+        }
+    } else {
+        REAL first = FN(window_count)(0, 1, L), last = FN(window_count)(L - 1, 1, L);
+        for (i64 i = 1; i < len - 1; i++) out[i] = FN(sum3)(x[i - 1], x[i], x[i + 1]) / (REAL)3;
+        for (i64 r = 0; r < len; r += L) {
+            out[r] = FN(sum3)(0, x[r], x[r + 1]) / first;
+            out[r + L - 1] = FN(sum3)(x[r + L - 2], x[r + L - 1], 0) / last;
+        }
     }
 }
 
@@ -97,11 +123,16 @@ static void FN(pool_row_backward)(const REAL *x, i64 L, i64 s, i64 Lo, int kind,
 static void FN(shared_chunk)(const REAL *x, i64 c, i64 n0, i64 n1, i64 N, i64 L, i64 s, i64 Lo,
                              const i64 *kinds, i64 n_shared, REAL *scratch, REAL *buf) {
     i64 len = (n1 - n0) * Lo;
-    for (i64 k = 0; k < n_shared; k++)
-        for (i64 n = n0; n < n1; n++) {
-            const REAL *xr = x + (c * N + n) * L;
-            REAL *o = buf + k * len + (n - n0) * Lo;
-            if (kinds[k] == 0) memcpy(o, xr, (size_t)Lo * sizeof(REAL));
-            else FN(pool_row)(xr, L, s, Lo, (int)kinds[k], scratch, o);
+    const REAL *xc = x + (c * N + n0) * L;  /* the chunk's rows, one after another */
+    for (i64 k = 0; k < n_shared; k++) {
+        REAL *o = buf + k * len;
+        if (kinds[k] == 0) {
+            memcpy(o, xc, (size_t)len * sizeof(REAL));  /* skip: stride 1 only */
+        } else if (s == 1 && L >= 2) {
+            FN(pool_rows_1)(xc, n1 - n0, L, (int)kinds[k], o);
+        } else {
+            for (i64 n = 0; n < n1 - n0; n++)
+                FN(pool_row)(xc + n * L, L, s, Lo, (int)kinds[k], scratch, o + n * Lo);
         }
+    }
 }
