@@ -64,6 +64,21 @@ def test_native_state_block_equals_torch_kernels(stride, L, shared, split, keep,
 
 
 @needs_kernels
+@pytest.mark.parametrize('stride', [1, 2])
+def test_native_state_block_over_many_chunks_and_threads_equals_torch_kernels(stride, monkeypatch):
+    """Enough samples for several chunks per channel (kernels.c: 2048 values each) and for the threads: the
+    pools run over whole chunks of rows at once and redo the rows' ends, which one small chunk cannot show."""
+    shared = ('skip', 'max', 'avg') if stride == 1 else ('max', 'avg')
+    x, weight, kmax, W, blocks, n_bn_relu, n_bn = _block_inputs(3, 500, 11, 2, [3, 5], stride == 2, shared,
+                                                                torch.float64, seed=7)
+    fast = _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, None)
+    _torch_only(monkeypatch)
+    ref = _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, None)
+    for name, a, b in zip(('out', 'grad x', 'grad weight', 'grad W'), fast, ref):
+        assert torch.allclose(a, b, atol=1e-9, rtol=1e-9), name
+
+
+@needs_kernels
 @pytest.mark.parametrize('stride, L, shared', [(1, 11, ('skip', 'max', 'avg')), (2, 13, ('max',))])
 @pytest.mark.parametrize('split', [None, 3])
 def test_native_per_edge_state_block_skips_only_structural_zeros(stride, L, shared, split, monkeypatch):
