@@ -44,6 +44,16 @@ def _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, spli
     return (out.detach(), *grads)
 
 
+def _assert_native_matches_torch(monkeypatch, block_inputs, stride, shared, split):
+    """One state block through the compiled kernels and through the PyTorch kernels: output and gradients."""
+    x, weight, kmax, W, blocks, n_bn_relu, n_bn = block_inputs
+    fast = _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split)
+    _torch_only(monkeypatch)
+    ref = _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split)
+    for name, a, b in zip(('out', 'grad x', 'grad weight', 'grad W'), fast, ref):
+        assert torch.allclose(a, b, atol=1e-9, rtol=1e-9), name
+
+
 @needs_kernels
 @pytest.mark.parametrize('stride, L, shared', [(1, 11, ('skip', 'max', 'avg')), (2, 13, ('max', 'avg')),
                                                (2, 16, ('max',)), (1, 1, ('skip', 'max')), (1, 2, ('max', 'avg')),
@@ -53,14 +63,8 @@ def _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, spli
 def test_native_state_block_equals_torch_kernels(stride, L, shared, split, keep, monkeypatch):
     if not keep:
         monkeypatch.setattr(state_block, 'KEEP_CONV_OUTPUT_MAX_BYTES', 0)
-    fr = stride == 2
-    args = _block_inputs(3, 6, L, 2, [3, 5, 7], fr, shared, torch.float64, seed=L)
-    x, weight, kmax, W, blocks, n_bn_relu, n_bn = args
-    fast = _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split)
-    _torch_only(monkeypatch)
-    ref = _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, split)
-    for name, a, b in zip(('out', 'grad x', 'grad weight', 'grad W'), fast, ref):
-        assert torch.allclose(a, b, atol=1e-9, rtol=1e-9), name
+    block_inputs = _block_inputs(3, 6, L, 2, [3, 5, 7], stride == 2, shared, torch.float64, seed=L)
+    _assert_native_matches_torch(monkeypatch, block_inputs, stride, shared, split)
 
 
 @needs_kernels
@@ -69,13 +73,8 @@ def test_native_state_block_over_many_chunks_and_threads_equals_torch_kernels(st
     """Enough samples for several chunks per channel (kernels.c: 2048 values each) and for the threads: the
     pools run over whole chunks of rows at once and redo the rows' ends, which one small chunk cannot show."""
     shared = ('skip', 'max', 'avg') if stride == 1 else ('max', 'avg')
-    x, weight, kmax, W, blocks, n_bn_relu, n_bn = _block_inputs(3, 500, 11, 2, [3, 5], stride == 2, shared,
-                                                                torch.float64, seed=7)
-    fast = _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, None)
-    _torch_only(monkeypatch)
-    ref = _run_block(x, weight, kmax, W, blocks, stride, n_bn_relu, n_bn, shared, None)
-    for name, a, b in zip(('out', 'grad x', 'grad weight', 'grad W'), fast, ref):
-        assert torch.allclose(a, b, atol=1e-9, rtol=1e-9), name
+    block_inputs = _block_inputs(3, 500, 11, 2, [3, 5], stride == 2, shared, torch.float64, seed=7)
+    _assert_native_matches_torch(monkeypatch, block_inputs, stride, shared, None)
 
 
 @needs_kernels
