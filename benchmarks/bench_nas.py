@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import platform
 import resource
 import statistics
 import sys
@@ -76,6 +78,8 @@ def main(argv=None):
     kernels = native.kernels()
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, supernet kernels: "
           f"{'compiled' if kernels else 'PyTorch only'} (TINYML_NAS_NATIVE=0 disables the compiled ones)")
+    print(f"host: {host_description()}; RSS before the first search {peak_rss_mb():.0f} MB (mostly `import torch`, "
+          "which took 218-276 MB in different runs on one machine)")
     print(f"{'preset':6} {'mode':9} {'batch':>5} {'passes':11} {'s/epoch':>8} {'samples/s':>10} {'peak RSS MB':>12} "
           f"{'threads x':>9}")
     configs = [(p, m, b) for p in args.presets for m in args.modes for b in args.batch_size]
@@ -96,7 +100,7 @@ def main(argv=None):
             result = search(train, valid, settings)
         epochs = result.history[1:] or result.history  # skip warm-up epoch when possible
         sec = sum(r.seconds for r in epochs) / len(epochs)
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        rss = peak_rss_mb()
         label = preset if args.partial_channels == 1 else f"{preset}/pc{args.partial_channels}"
         print(f"{label:6} {mode:9} {batch:5d} {result.update_scheme:11} {sec:8.3f} {half / sec:10.1f} {rss:12.0f} "
               f"{scaling:9.2f}", flush=True)
@@ -109,6 +113,27 @@ def main(argv=None):
         for (preset, mode, batch), v in speeds.items():
             print(f"{preset:6} {mode:9} {batch:5d}  median {statistics.median(v):8.1f}  range {min(v):8.1f} - "
                   f"{max(v):8.1f}")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def host_description() -> str:
+    """CPU model, family / model numbers, vector width and core count. Figures differ between host types:
+    on AMD, family 25 is Zen 4 and family 26 Zen 5 (full-width AVX-512)."""
+    info: dict = {}
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                key, _, value = line.partition(':')
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    flags = info.get('flags', '').split()
+    simd = 'AVX-512' if 'avx512f' in flags else 'AVX2' if 'avx2' in flags else 'no AVX2'
+    return (f"{info.get('model name', '?')}, family {info.get('cpu family', '?')} model {info.get('model', '?')}, "
+            f"{simd}, {os.cpu_count()} cores")
 
 
 def thread_scaling(seconds: float = 0.15) -> float:
