@@ -120,3 +120,20 @@ def test_scratch_buffers_are_reused_per_role_and_grow():
     grown.fill_(1.0)  # the whole (larger) buffer is writable
     fused_ops.release_scratch()
     assert not fused_ops._SCRATCH.__dict__.get('buffers')
+
+
+def test_supernet_weights_follow_moves_and_loaded_parameters():
+    from tinyml_torchmodelopt.nas.model_search_cnn import SearchNetwork
+    net = SearchNetwork(1, 3, 3, input_length=32)
+    expected = [p for n, p in net.named_parameters() if not n.startswith('alphas_')]
+    first = net.weights()
+    assert all(a is b for a, b in zip(first, expected)) and len(first) == len(expected)
+    first.clear()  # callers get a list of their own
+    assert len(net.weights()) == len(expected)
+    net.double()
+    assert all(w.dtype == torch.float64 for w in net.weights())
+    fresh = {k: torch.zeros_like(v) for k, v in net.state_dict().items()}
+    net.load_state_dict(fresh, assign=True)  # new parameter objects
+    current = [p for n, p in net.named_parameters() if not n.startswith('alphas_')]
+    assert all(a is b for a, b in zip(net.weights(), current))
+    assert all(not w.any() for w in net.weights())

@@ -239,16 +239,30 @@ class SearchNetwork(nn.Module):
             self.register_buffer(f'_src_{kind}', src, persistent=False)
             setattr(self, f'_sizes_{kind}', sizes)
         self._cost_cache: dict = {}
+        self._named_weights: tuple | None = None  # built on first use: see named_weights
 
     # -- Supernet protocol ------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
         return [self.alphas_normal, self.alphas_reduce]
 
     def named_weights(self) -> list[tuple[str, nn.Parameter]]:
-        return [(n, p) for n, p in self.named_parameters() if not n.startswith('alphas_')]
+        """Every parameter but the alphas. Kept after the first call: walking the module tree took
+        ~0.8 ms for preset l, three times per search step; moving the network (``to``) or loading
+        a state dict that replaces the parameters starts a new list."""
+        if self._named_weights is None:
+            self._named_weights = tuple((n, p) for n, p in self.named_parameters() if not n.startswith('alphas_'))
+        return list(self._named_weights)
 
     def weights(self) -> list[nn.Parameter]:
         return [p for _, p in self.named_weights()]
+
+    def _apply(self, fn, recurse=True):
+        self._named_weights = None
+        return super()._apply(fn, recurse)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        self._named_weights = None
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy; the detached logits are kept in ``last_logits`` for metrics."""
