@@ -207,8 +207,8 @@ def search(train_loader, valid_loader, settings: SearchSettings, *,
                           keep_temperature=settings.keep_temperature,
                           partial_channels=settings.partial_channels, stem_pool=settings.stem_pool).to(device)
     weights = model.weights()
-    # fused: one kernel per tensor instead of a few Python-dispatched ops (0.21 -> 0.10 ms per step for
-    # preset s on the CPU, 0.58 -> 0.23 for m); it rounds the update differently in the last bit
+    # fused: one kernel per tensor instead of a few Python-dispatched ops (0.21 -> 0.13 ms per step for
+    # preset s on the CPU, 0.58 -> 0.36 for m); it rounds the update differently in the last bit
     w_opt = torch.optim.SGD(weights, settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay,
                             fused=device.type in ('cpu', 'cuda'))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, settings.epochs, eta_min=settings.lr_min)
