@@ -105,6 +105,10 @@ def run_child(args, impl: str, preset: str, mode: str) -> dict:
         entry(namespace)
         seconds[epochs] = time.perf_counter() - start
     per_epoch = (seconds[args.epochs] - seconds[1]) / (args.epochs - 1)
+    if per_epoch <= 0:
+        raise SystemExit(f"{impl}: the {args.epochs}-epoch search took no longer than the 1-epoch one "
+                         f"({seconds[args.epochs]:.3f} s against {seconds[1]:.3f} s): too little data to time "
+                         "an epoch; raise --samples or --epochs")
     return dict(impl=impl, preset=preset, mode=mode, seconds_per_epoch=per_epoch,
                 peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 

@@ -34,8 +34,8 @@ def _fake_reference(root: Path, entry: str = FAKE_ENTRY) -> Path:
 
 def test_side_by_side_row_for_a_reference_package(tmp_path, capsys):
     package = _fake_reference(tmp_path)
-    bench_vs_reference.main(['--reference', str(package), '--presets', 's', '--modes', 'first', '--epochs', '2',
-                             '--samples', '64', '--cuda-as-cpu'])
+    bench_vs_reference.main(['--reference', str(package), '--presets', 's', '--modes', 'first', '--epochs', '3',
+                             '--samples', '512', '--cuda-as-cpu'])  # enough data that an epoch is measurable
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:2] == ['preset', 'mode'] and len(lines) == 2
     fields = lines[1].replace('|', ' ').split()
@@ -56,3 +56,11 @@ def test_a_folder_without_the_entry_point_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         bench_vs_reference.main(['--reference', str(tmp_path), '--presets', 's'])
     assert 'no train_cnn_search.py' in capsys.readouterr().err
+
+
+def test_an_epoch_too_short_to_time_is_reported(tmp_path):
+    entry = 'import time\n\ndef search_and_get_model(args):\n    time.sleep(0.2 if args.nas_budget == 1 else 0.0)\n'
+    package = _fake_reference(tmp_path, entry)
+    with pytest.raises(SystemExit, match='(?s)reference s first failed.*too little data to time an epoch'):
+        bench_vs_reference.main(['--reference', str(package), '--presets', 's', '--modes', 'first',
+                                 '--epochs', '2', '--samples', '64'])
