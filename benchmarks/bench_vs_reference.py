@@ -34,11 +34,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PRESETS = {  # the seed table's rows, as Namespace fields
-    's': dict(nas_layers=3, nas_nodes_per_layer=4, nas_init_channels=1, nas_stem_multiplier=3, nas_multiplier=4),
-    'm': dict(nas_layers=10, nas_nodes_per_layer=4, nas_init_channels=1, nas_stem_multiplier=3, nas_multiplier=4),
-    'l': dict(nas_layers=12, nas_nodes_per_layer=4, nas_init_channels=4, nas_stem_multiplier=3, nas_multiplier=4),
-}
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_nas import PRESETS as SEARCH_PRESETS, make_data  # noqa: E402  (one preset table, one data set)
+
+# bench_nas's presets (the seed table's rows) under the Namespace's field names
+NAMESPACE_FIELDS = dict(layers='nas_layers', nodes_per_layer='nas_nodes_per_layer', init_channels='nas_init_channels',
+                        stem_multiplier='nas_stem_multiplier', multiplier='nas_multiplier')
+PRESETS = {name: {NAMESPACE_FIELDS[k]: v for k, v in preset.items()} for name, preset in SEARCH_PRESETS.items()}
 
 
 def main(argv=None):
@@ -139,8 +141,6 @@ def load_reference(folder: Path):
 def make_namespace(preset: str, mode: str, epochs: int, samples: int) -> argparse.Namespace:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_nas import make_data
     x, y = make_data(n=samples)
     x = x[..., None]  # (N, 1, L, 1): the documented 4-D layout, which 2-D implementations need
     half = samples // 2
